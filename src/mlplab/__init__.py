@@ -1,0 +1,1 @@
+"""mlplab: reproducible deep-learning experiments on MLPs (Lightning + Hydra + wandb, MNIST)."""

@@ -1,0 +1,113 @@
+"""The LightningModule: cross-entropy plus the optional L2 term, accuracy metrics, the optimizer.
+
+Its hyperparameters are the plain config dicts of the model, activation, norm, dropout, l2 and
+optimizer groups, so a checkpoint rebuilds the exact network with `load_from_checkpoint`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from torch import nn
+from torchmetrics import MaxMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from mlplab.model import MLP
+
+
+class MLPClassifier(pl.LightningModule):
+    """Trains an `MLP` on flattened images with softmax cross-entropy."""
+
+    def __init__(
+        self,
+        model: dict[str, Any],
+        activation: dict[str, Any],
+        norm: dict[str, Any],
+        dropout: dict[str, Any],
+        l2: dict[str, Any],
+        optimizer: dict[str, Any],
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = MLP(
+            input_size=model["input_size"],
+            hidden_sizes=list(model["hidden_sizes"]),
+            num_classes=model["num_classes"],
+            activation=instantiate(activation),
+            norm=instantiate(norm),
+            dropout=dropout["p"],
+            init=model.get("init", "default"),
+        )
+        self.l2_mode, self.l2_weight = l2["mode"], float(l2["weight"])
+        num_classes = model["num_classes"]
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def decayed_weights(self) -> list[nn.Parameter]:
+        """The weights L2 acts on: every Linear's weight matrix; no biases, norm or activation parameters."""
+        return [layer.weight for layer in self.net.linear_layers()]
+
+    def l2_penalty(self) -> torch.Tensor:
+        """lambda * sum of squared weights (its gradient is 2 * lambda * w)."""
+        return self.l2_weight * sum(w.pow(2).sum() for w in self.decayed_weights())
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, on_step=True, on_epoch=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        if self.l2_mode == "penalty" and self.l2_weight > 0:
+            penalty = self.l2_penalty()
+            self.log("train/l2", penalty, on_step=True, on_epoch=True)
+            loss = loss + penalty
+        return loss
+
+    def on_train_start(self) -> None:
+        # The sanity-check validation pass must not count as a best epoch.
+        self.val_acc_best.reset()
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.val_acc(logits, y)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        accuracy = self.val_acc.compute()
+        self.val_acc.reset()
+        self.val_acc_best(accuracy)
+        self.log("val/acc", accuracy, prog_bar=True, sync_dist=True)
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.test_acc(logits, y)
+        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+
+    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.net.predict(batch[0])
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        decayed = self.decayed_weights()
+        decayed_ids = {id(p) for p in decayed}
+        others = [p for p in self.parameters() if id(p) not in decayed_ids]
+        decay = self.l2_weight if self.l2_mode == "decoupled" else 0.0
+        groups = [{"params": decayed, "weight_decay": decay}, {"params": others, "weight_decay": 0.0}]
+        factory = instantiate(self.hparams.optimizer)
+        extra = {}
+        if self.l2_mode == "decoupled" and factory.func is torch.optim.Adam:
+            extra["decoupled_weight_decay"] = True  # Adam + decoupled decay is AdamW
+        return factory(groups, **extra)
