@@ -258,7 +258,8 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [N, 784] -> normalized float network input, on the images' device."""
-        return (images.float() / 255.0 - self.mean) / self.std
+        # In pixel units, so that normalize=none passes 0..255 through exactly.
+        return (images.float() - 255.0 * self.mean) / (255.0 * self.std)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch

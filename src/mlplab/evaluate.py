@@ -29,5 +29,5 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     metrics = {"ckpt_path": str(checkpoint.resolve()), "test_acc": results["test/acc"], "test_loss": results["test/loss"]}
     output_dir = Path(cfg.paths.output_dir)
     write_metrics(output_dir, metrics)
-    Console().print(f"[bold green]test accuracy {metrics['test_acc']:.2%}[/] of {checkpoint} -> {output_dir}")
+    Console(soft_wrap=True).print(f"[bold green]test accuracy {metrics['test_acc']:.2%}[/] of {checkpoint} -> {output_dir}")
     return metrics

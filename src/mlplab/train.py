@@ -110,7 +110,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "output_dir": str(output_dir),
     }
     write_metrics(output_dir, metrics)
-    Console().print(
+    Console(soft_wrap=True).print(
         f"[bold green]test accuracy {metrics['test_acc']:.2%}[/] (loss {metrics['test_loss']:.4f}, "
         f"{metrics['epochs']} epochs, {metrics['wall_seconds']:.0f} s) -> {output_dir}"
     )

@@ -1,0 +1,28 @@
+# Two entry points for a fresh machine: `make train` (set up, then the default experiment) and
+# `make test` (set up, then the whole test suite). Both create .venv on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+MNIST_ROOT ?= $(abspath ../shared/data)
+export MNIST_ROOT
+
+.PHONY: setup train test test-fast bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+train: setup
+	$(BIN)/python train.py $(ARGS)
+
+test: setup
+	WANDB_MODE=offline $(BIN)/python -m pytest $(ARGS)
+
+test-fast: setup
+	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" $(ARGS)
+
+clean:
+	rm -rf $(VENV) outputs multirun wandb .pytest_cache

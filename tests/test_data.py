@@ -1,0 +1,160 @@
+"""MNIST reading, integrity checks, the split, normalization and the device-resident batches."""
+
+from __future__ import annotations
+
+
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from mlplab import data as mnist_data
+from mlplab.data import (
+    MNIST_FILES,
+    DeviceBatches,
+    MNISTDataError,
+    MNISTDataModule,
+    ShardedPermutation,
+    load_split,
+    raw_dir,
+    verify_files,
+)
+
+TRAIN_LABEL_COUNTS = [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949]
+
+
+def copy_root(source: Path, target: Path) -> Path:
+    shutil.copytree(raw_dir(source), raw_dir(target))
+    return target
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, float]]:
+    return {str(p): (p.stat().st_size, p.stat().st_mtime) for p in folder.rglob("*")}
+
+
+def test_real_files_have_the_official_shapes_and_label_counts(mnist):
+    train_images, train_labels = load_split(mnist, train=True)
+    test_images, test_labels = load_split(mnist, train=False)
+    assert train_images.shape == (60_000, 784) and train_images.dtype == torch.uint8
+    assert test_images.shape == (10_000, 784)
+    assert torch.bincount(train_labels).tolist() == TRAIN_LABEL_COUNTS
+    assert torch.bincount(test_labels).sum().item() == 10_000
+    assert (train_images.double() / 255).mean().item() == pytest.approx(0.1307, abs=1e-4)
+
+
+def test_split_is_seeded_disjoint_and_complete(mnist):
+    first, again, other = (MNISTDataModule(str(mnist), val_size=5000, seed=s) for s in (1, 1, 2))
+    for datamodule in (first, again, other):
+        datamodule.setup()
+    assert len(first.split("train")[1]) == 55_000 and len(first.split("val")[1]) == 5_000
+    assert torch.equal(first.split("val")[0], again.split("val")[0])
+    assert not torch.equal(first.split("val")[0], other.split("val")[0])
+    counts = torch.bincount(torch.cat([first.split("train")[1], first.split("val")[1]]))
+    assert counts.tolist() == TRAIN_LABEL_COUNTS
+
+
+def test_zscore_inputs_have_zero_mean_unit_std_on_train(mnist):
+    datamodule = MNISTDataModule(str(mnist), normalize={"mode": "zscore"})
+    datamodule.setup()
+    assert datamodule.mean == pytest.approx(0.1307, abs=2e-3) and datamodule.std == pytest.approx(0.3081, abs=2e-3)
+    inputs = datamodule.to_input(datamodule.split("train")[0])
+    assert inputs.mean().item() == pytest.approx(0.0, abs=1e-4)
+    assert inputs.std().item() == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.parametrize("mode, low, high", [("minmax", 0.0, 1.0), ("none", 0.0, 255.0)])
+def test_minmax_and_none_ranges(mnist, mode, low, high):
+    datamodule = MNISTDataModule(str(mnist), normalize={"mode": mode})
+    datamodule.setup()
+    inputs = datamodule.to_input(datamodule.split("test")[0])
+    assert inputs.min().item() == low and inputs.max().item() == high
+
+
+def test_read_only_root_is_read_in_place(mnist, tmp_path):
+    root = copy_root(mnist, tmp_path / "ro")
+    folder = raw_dir(root)
+    for path in [folder, *folder.iterdir()]:
+        path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    before = snapshot(root)
+    datamodule = MNISTDataModule(str(root))
+    datamodule.prepare_data()
+    datamodule.setup()
+    assert len(datamodule.split("test")[1]) == 10_000
+    assert snapshot(root) == before  # nothing extracted or written beside the .gz files
+
+
+@pytest.mark.parametrize("damage", ["truncate", "alter"])
+def test_damaged_file_is_rejected_with_its_name_and_expected_md5(mnist, tmp_path, damage):
+    root = copy_root(mnist, tmp_path / "bad")
+    victim = raw_dir(root) / "t10k-labels-idx1-ubyte.gz"
+    content = victim.read_bytes()
+    victim.write_bytes(content[:-100] if damage == "truncate" else content[:-1] + bytes([content[-1] ^ 1]))
+    with pytest.raises(MNISTDataError) as error:
+        MNISTDataModule(str(root), download=False).setup()
+    assert victim.name in str(error.value) and MNIST_FILES[victim.name] in str(error.value)
+
+
+def test_missing_files_name_the_folder_and_mnist_root(tmp_path):
+    with pytest.raises(MNISTDataError) as error:
+        MNISTDataModule(str(tmp_path), download=False).prepare_data()
+    message = str(error.value)
+    assert str(raw_dir(tmp_path)) in message and "MNIST_ROOT" in message
+    assert all(name in message for name in MNIST_FILES)
+
+
+def test_unreachable_mirror_stops_with_one_clear_message(tmp_path, monkeypatch):
+    # A closed local port: a real connection failure, as on a machine without network.
+    monkeypatch.setattr(mnist_data.TorchvisionMNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(MNISTDataError) as error:
+        MNISTDataModule(str(tmp_path), download=True).prepare_data()
+    assert "could not be downloaded" in str(error.value) and "MNIST_ROOT" in str(error.value)
+
+
+def test_verify_files_returns_the_checked_md5s(mnist):
+    assert verify_files(mnist) == MNIST_FILES
+
+
+def test_each_epoch_visits_every_index_once_and_reruns_repeat():
+    sampler = ShardedPermutation(1000, shuffle=True, seed=3)
+    orders = []
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        order = sampler.indices()
+        assert sorted(order.tolist()) == list(range(1000))
+        orders.append(order)
+    assert not torch.equal(orders[0], orders[1])
+    again = ShardedPermutation(1000, shuffle=True, seed=3)
+    again.set_epoch(1)
+    assert torch.equal(again.indices(), orders[1])
+
+
+@pytest.mark.parametrize("world_size", [2, 4])
+def test_ddp_shards_are_disjoint_equal_and_cover_the_set(world_size):
+    shards = []
+    for rank in range(world_size):
+        sampler = ShardedPermutation(1000, shuffle=True, seed=7, rank=rank, world_size=world_size)
+        sampler.set_epoch(5)
+        shards.append(sampler.indices().tolist())
+    assert len({len(s) for s in shards}) == 1
+    merged = [i for shard in shards for i in shard]
+    assert len(merged) == len(set(merged)) == 1000
+
+
+def test_device_batches_cover_the_split_in_order_for_evaluation():
+    images = torch.arange(250 * 784, dtype=torch.int32).reshape(250, 784).to(torch.uint8)
+    labels = torch.arange(250)
+    batches = DeviceBatches(images, labels, 100, ShardedPermutation(250, shuffle=False))
+    seen = [y for _, y in batches]
+    assert len(batches) == 3 and [len(y) for y in seen] == [100, 100, 50]
+    assert torch.equal(torch.cat(seen), labels)
+
+
+def test_datamodule_yields_normalized_float_batches(mnist):
+    datamodule = MNISTDataModule(str(mnist), batch_size=64, val_size=1000)
+    datamodule.setup()
+    x, y = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
+    assert x.shape == (64, 784) and x.dtype == torch.float32 and y.dtype == torch.int64
+    assert 0.0 <= x.min().item() and x.max().item() <= 1.0
+    assert len(datamodule.train_dataloader()) == -(-59_000 // 64)

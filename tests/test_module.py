@@ -1,0 +1,69 @@
+"""The LightningModule's loss terms and optimizer set-up."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mlplab.module import MLPClassifier
+from mlplab.train import MODULE_GROUPS
+
+
+def make_module(compose_cfg, *overrides: str) -> MLPClassifier:
+    cfg = compose_cfg(*overrides)
+    return MLPClassifier(**{g: OmegaConf.to_container(cfg[g], resolve=True) for g in MODULE_GROUPS})
+
+
+def test_l2_penalty_matches_hand_computation_and_skips_biases_and_norms(compose_cfg):
+    module = make_module(compose_cfg, "model.hidden_sizes=[3]", "model.input_size=4", "model.num_classes=2",
+                         "norm=batch", "activation=prelu", "l2=penalty", "l2.weight=0.5")
+    with torch.no_grad():
+        for p in module.parameters():
+            p.fill_(2.0)
+    # Only the two weight matrices count: (4*3 + 3*2) entries of 2.0 squared, times lambda.
+    assert module.l2_penalty().item() == pytest.approx(0.5 * (4 * 3 + 3 * 2) * 4.0)
+    assert [tuple(w.shape) for w in module.decayed_weights()] == [(3, 4), (2, 3)]
+
+
+def test_penalty_is_added_to_the_training_loss(compose_cfg):
+    plain = make_module(compose_cfg, "l2=none")
+    penalized = make_module(compose_cfg, "l2=penalty", "l2.weight=1e-2")
+    penalized.load_state_dict(plain.state_dict())
+    batch = (torch.rand(16, 784), torch.arange(16) % 10)
+    plain.train(), penalized.train()
+    difference = penalized.training_step(batch, 0) - plain.training_step(batch, 0)
+    assert difference.item() == pytest.approx(penalized.l2_penalty().item(), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    "overrides, optimizer_type, decoupled",
+    [
+        (["optimizer=adam", "l2=none"], torch.optim.Adam, False),
+        (["optimizer=adam", "l2=decoupled"], torch.optim.Adam, True),
+        (["optimizer=adamw", "l2=decoupled"], torch.optim.AdamW, True),
+        (["optimizer=sgd", "l2=penalty"], torch.optim.SGD, False),
+    ],
+)
+def test_optimizer_groups_decay_only_weights(compose_cfg, overrides, optimizer_type, decoupled):
+    module = make_module(compose_cfg, *overrides)
+    optimizer = module.configure_optimizers()
+    assert type(optimizer) is optimizer_type
+    decay_group, other_group = optimizer.param_groups
+    weight = module.hparams.l2["weight"]
+    assert decay_group["weight_decay"] == (weight if decoupled else 0.0)
+    assert other_group["weight_decay"] == 0.0
+    assert len(decay_group["params"]) == 2 and all(p.dim() == 2 for p in decay_group["params"])
+    if optimizer_type is torch.optim.Adam:
+        assert decay_group["decoupled_weight_decay"] is decoupled
+
+
+def test_decoupled_decay_shrinks_weights_without_gradient(compose_cfg):
+    module = make_module(compose_cfg, "optimizer=adam", "l2=decoupled", "l2.weight=0.1", "optimizer.lr=0.5")
+    optimizer = module.configure_optimizers()
+    weight = module.decayed_weights()[0]
+    before = weight.detach().clone()
+    for p in module.parameters():
+        p.grad = torch.zeros_like(p)
+    optimizer.step()
+    assert torch.allclose(weight, before * (1 - 0.5 * 0.1))
