@@ -18,6 +18,7 @@ import torch
 from torchvision.datasets import MNIST as TorchvisionMNIST
 from torchvision.datasets.utils import download_url
 
+from mlplab.augment import BatchAugment
 from mlplab.errors import UserError
 
 # The official file names and MD5 sums, as torchvision publishes them.
@@ -189,9 +190,13 @@ class MNISTDataModule(pl.LightningDataModule):
         normalize: dict | None = None,
         download: bool = True,
         seed: int = 0,
+        augment: BatchAugment | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["augment"])
+        self.augment = None if augment is None or augment.is_identity else augment
+        self._generator: torch.Generator | None = None
+        self._generator_key: tuple | None = None
         self.root = root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.seed, self.download = val_size, seed, download
@@ -257,10 +262,26 @@ class MNISTDataModule(pl.LightningDataModule):
         return self.test_dataloader()
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 [N, 784] -> normalized float network input, on the images' device."""
+        """uint8 (or float, in pixel units) [N, 784] -> normalized network input, on the same device."""
         # In pixel units, so that normalize=none passes 0..255 through exactly.
         return (images.float() - 255.0 * self.mean) / (255.0 * self.std)
 
+    def augment_generator(self, device: torch.device) -> torch.Generator:
+        """The augmentation generator for the current epoch, seeded from (seed, epoch).
+
+        Reseeding per epoch makes a run resumed from an epoch-end checkpoint draw exactly what the
+        uninterrupted run drew.
+        """
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        key = (epoch, str(device))
+        if self._generator is None or self._generator_key != key:
+            self._generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + epoch + 7_919)
+            self._generator_key = key
+        return self._generator
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, labels = batch
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            pixels = self.augment(images.float(), self.augment_generator(images.device))
+            return self.to_input(pixels), labels
         return self.to_input(images), labels

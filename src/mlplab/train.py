@@ -83,7 +83,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     print_config_tree(cfg)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = instantiate(cfg.data, _convert_="all")
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
     module = build_module(cfg)
     validates = cfg.data.val_size > 0
     checkpoints = checkpoint_callback(output_dir, validates)

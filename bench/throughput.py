@@ -1,0 +1,178 @@
+"""Training throughput of the reference MLP (784-100-BN-ReLU-10, Adam, batch 100) three ways.
+
+(a) the textbook pipeline: a Dataset of PIL images with per-sample ToTensor + flatten, a DataLoader;
+(b) a minimal hand-written loop over uint8 tensors held on the device, batches cut by index;
+(c) the project's own path: the real config, datamodule, module and Lightning Trainer, logging on;
+    then (c) again with augment=affine.
+Each runs the same number of steps after a warm-up, in this one process, on the same data.
+Prints samples/s, the ratios c/a and c/b, and the peak RSS of (c).
+
+    MNIST_ROOT=../shared/data python bench/throughput.py [--steps 1500] [--warmup 100] [--device cpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import resource
+import tempfile
+import time
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+from PIL import Image
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from torchvision.transforms import functional as TF
+
+from mlplab.data import load_split
+from mlplab.train import build_loggers, build_module, build_trainer
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+BATCH = 100
+
+
+def reference_mlp() -> nn.Module:
+    return nn.Sequential(nn.Linear(784, 100), nn.BatchNorm1d(100), nn.ReLU(), nn.Linear(100, 10))
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+class TextbookMNIST(Dataset):
+    """What torchvision's MNIST dataset does per sample: a PIL image, then the transform."""
+
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor) -> None:
+        self.images, self.labels = images.view(-1, 28, 28).numpy(), labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = Image.fromarray(self.images[index], mode="L")
+        return TF.to_tensor(image).flatten(), int(self.labels[index])
+
+
+def time_steps(batches, step, device: torch.device, steps: int, warmup: int) -> float:
+    """samples/s over `steps` steps after `warmup` steps; cycles through `batches` as needed."""
+    done, started = 0, None
+    while True:
+        for x, y in batches:
+            if done == warmup:
+                synchronize(device)
+                started = time.perf_counter()
+            step(x, y)
+            done += 1
+            if done == warmup + steps:
+                synchronize(device)
+                return steps * BATCH / (time.perf_counter() - started)
+
+
+def make_step(device: torch.device, prepare):
+    model = reference_mlp().to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def step(x, y):
+        x, y = prepare(x, y)
+        loss = F.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def textbook(images, labels, device, steps, warmup) -> float:
+    loader = DataLoader(TextbookMNIST(images, labels), batch_size=BATCH, shuffle=True)
+    step = make_step(device, lambda x, y: (x.to(device), y.to(device)))
+    return time_steps(loader, step, device, steps, warmup)
+
+
+def minimal(images, labels, device, steps, warmup) -> float:
+    images, labels = images.to(device), labels.to(device)
+
+    def batches():
+        order = torch.randperm(len(labels), device=device)
+        for start in range(0, len(order), BATCH):
+            index = order[start : start + BATCH]
+            yield images[index], labels[index]
+
+    class Epochs:
+        def __iter__(self):
+            return batches()
+
+    step = make_step(device, lambda x, y: (x.float() / 255.0, y))
+    return time_steps(Epochs(), step, device, steps, warmup)
+
+
+class StepTimer(pl.Callback):
+    """Times the training batches after the warm-up."""
+
+    def __init__(self, warmup: int) -> None:
+        self.warmup, self.started, self.finished = warmup, None, None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step == self.warmup and self.started is None:
+            synchronize(module.device)
+            self.started = time.perf_counter()
+
+    def on_train_end(self, trainer, module) -> None:
+        synchronize(module.device)
+        self.finished = time.perf_counter()
+
+
+def project(device: torch.device, steps: int, warmup: int, *overrides: str) -> float:
+    with tempfile.TemporaryDirectory() as output_dir:
+        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+            cfg = compose("config", overrides=[
+                f"trainer.accelerator={device.type}", f"trainer.max_steps={warmup + steps}",
+                "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
+                "trainer.enable_checkpointing=false", "logger=csv", f"paths.output_dir={output_dir}", *overrides,
+            ])
+        pl.seed_everything(cfg.seed, workers=True)
+        datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
+        timer = StepTimer(warmup)
+        trainer = build_trainer(cfg, [timer], build_loggers(cfg))
+        trainer.fit(build_module(cfg), datamodule=datamodule)
+        return steps * BATCH / (timer.finished - timer.started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    import os
+
+    images, labels = load_split(os.environ.get("MNIST_ROOT", "./data"), train=True)
+
+    results = {"c_project": project(device, args.steps, args.warmup)}
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    results["c_project_affine"] = project(device, args.steps, args.warmup, "augment=affine")
+    results["b_minimal"] = minimal(images, labels, device, args.steps, args.warmup)
+    results["a_textbook"] = textbook(images, labels, device, args.steps, args.warmup)
+
+    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__}, device {device}"
+          + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
+    print(f"steps: {args.steps} after {args.warmup} warm-up, batch {BATCH}\n")
+    for name, value in results.items():
+        print(f"{name:<18} {value:>10,.0f} samples/s")
+    a, b, c, c_aff = results["a_textbook"], results["b_minimal"], results["c_project"], results["c_project_affine"]
+    print()
+    print(f"c/a (project / textbook)          {c / a:6.2f}x   target >= 4")
+    print(f"c/b (project / minimal loop)      {c / b:6.2f}x   target >= 0.7")
+    print(f"c_affine/b (augmented / minimal)  {c_aff / b:6.2f}x   target >= 0.5")
+    print(f"peak RSS of (c)                   {peak_rss_gib:6.2f} GiB  target <= 2")
+
+
+if __name__ == "__main__":
+    main()
