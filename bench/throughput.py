@@ -74,9 +74,9 @@ def time_steps(batches, step, device: torch.device, steps: int, warmup: int) -> 
                 return steps * BATCH / (time.perf_counter() - started)
 
 
-def make_step(device: torch.device, prepare):
+def make_step(device: torch.device, prepare, fused: bool | None = None):
     model = reference_mlp().to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
 
     def step(x, y):
         x, y = prepare(x, y)
@@ -94,7 +94,7 @@ def textbook(images, labels, device, steps, warmup) -> float:
     return time_steps(loader, step, device, steps, warmup)
 
 
-def minimal(images, labels, device, steps, warmup) -> float:
+def minimal(images, labels, device, steps, warmup, fused: bool | None = None) -> float:
     images, labels = images.to(device), labels.to(device)
 
     def batches():
@@ -107,7 +107,7 @@ def minimal(images, labels, device, steps, warmup) -> float:
         def __iter__(self):
             return batches()
 
-    step = make_step(device, lambda x, y: (x.float() / 255.0, y))
+    step = make_step(device, lambda x, y: (x.float() / 255.0, y), fused)
     return time_steps(Epochs(), step, device, steps, warmup)
 
 
@@ -131,9 +131,9 @@ def project(device: torch.device, steps: int, warmup: int, *overrides: str) -> f
     with tempfile.TemporaryDirectory() as output_dir:
         with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
             cfg = compose("config", overrides=[
-                f"trainer.accelerator={device.type}", f"trainer.max_steps={warmup + steps}",
-                "trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
-                "trainer.enable_checkpointing=false", "logger=csv", f"paths.output_dir={output_dir}", *overrides,
+                f"trainer.accelerator={device.type}", f"++trainer.max_steps={warmup + steps}",
+                "++trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
+                "++trainer.enable_checkpointing=false", "logger=csv", f"paths.output_dir={output_dir}", *overrides,
             ])
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
@@ -158,6 +158,7 @@ def main() -> None:
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     results["c_project_affine"] = project(device, args.steps, args.warmup, "augment=affine")
     results["b_minimal"] = minimal(images, labels, device, args.steps, args.warmup)
+    results["b_minimal_fused"] = minimal(images, labels, device, args.steps, args.warmup, fused=True)
     results["a_textbook"] = textbook(images, labels, device, args.steps, args.warmup)
 
     print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
@@ -171,6 +172,7 @@ def main() -> None:
     print(f"c/a (project / textbook)          {c / a:6.2f}x   target >= 4")
     print(f"c/b (project / minimal loop)      {c / b:6.2f}x   target >= 0.7")
     print(f"c_affine/b (augmented / minimal)  {c_aff / b:6.2f}x   target >= 0.5")
+    print(f"c/b_fused (project / minimal loop with fused Adam)  {c / results['b_minimal_fused']:6.2f}x")
     print(f"peak RSS of (c)                   {peak_rss_gib:6.2f} GiB  target <= 2")
 
 
