@@ -7,12 +7,13 @@
 Each runs the same number of steps after a warm-up, in this one process, on the same data.
 Prints samples/s, the ratios c/a and c/b, and the peak RSS of (c).
 
-    MNIST_ROOT=../shared/data python bench/throughput.py [--steps 1500] [--warmup 100] [--device cpu]
+    MNIST_ROOT=../shared/data python bench/throughput.py [--steps 1500] [--warmup 100] [--device cpu] [--compile]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import resource
 import tempfile
@@ -30,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
 from mlplab.data import load_split
-from mlplab.train import build_loggers, build_module, build_trainer
+from mlplab.train import build_loggers, build_module, build_trainer, maybe_compile
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BATCH = 100
@@ -139,7 +140,7 @@ def project(device: torch.device, steps: int, warmup: int, *overrides: str) -> f
         datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
         timer = StepTimer(warmup)
         trainer = build_trainer(cfg, [timer], build_loggers(cfg))
-        trainer.fit(build_module(cfg), datamodule=datamodule)
+        trainer.fit(maybe_compile(build_module(cfg), cfg), datamodule=datamodule)
         return steps * BATCH / (timer.finished - timer.started)
 
 
@@ -148,15 +149,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--compile", action="store_true", help="also time (c) with trainer.compile=true")
     args = parser.parse_args()
     device = torch.device(args.device)
-    import os
 
     images, labels = load_split(os.environ.get("MNIST_ROOT", "./data"), train=True)
 
     results = {"c_project": project(device, args.steps, args.warmup)}
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     results["c_project_affine"] = project(device, args.steps, args.warmup, "augment=affine")
+    if args.compile:
+        results["c_project_compiled"] = project(device, args.steps, args.warmup, "trainer.compile=true")
     results["b_minimal"] = minimal(images, labels, device, args.steps, args.warmup)
     results["b_minimal_fused"] = minimal(images, labels, device, args.steps, args.warmup, fused=True)
     results["a_textbook"] = textbook(images, labels, device, args.steps, args.warmup)

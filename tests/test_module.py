@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from omegaconf import OmegaConf
-
 from mlplab.module import MLPClassifier
-from mlplab.train import MODULE_GROUPS
+from mlplab.train import build_module
 
 
 def make_module(compose_cfg, *overrides: str) -> MLPClassifier:
-    cfg = compose_cfg(*overrides)
-    return MLPClassifier(**{g: OmegaConf.to_container(cfg[g], resolve=True) for g in MODULE_GROUPS})
+    return build_module(compose_cfg(*overrides))
 
 
 def test_l2_penalty_matches_hand_computation_and_skips_biases_and_norms(compose_cfg):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
@@ -48,14 +49,22 @@ def interactive() -> bool:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list) -> pl.Trainer:
+    """Lightning's Trainer from cfg.trainer; `compile` is ours (see `maybe_compile`), not the Trainer's."""
     if interactive():
         callbacks = [*callbacks, RichProgressBar()]
+    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_cfg.pop("compile", None)
     return instantiate(
-        cfg.trainer,
+        trainer_cfg,
         callbacks=callbacks,
         logger=loggers or False,
         enable_progress_bar=interactive(),
     )
+
+
+def maybe_compile(module: MLPClassifier, cfg: DictConfig) -> pl.LightningModule:
+    """torch.compile the module when trainer.compile=true; Lightning saves the uncompiled weights."""
+    return torch.compile(module) if cfg.trainer.get("compile", False) else module
 
 
 def checkpoint_callback(output_dir: Path, validates: bool) -> ModelCheckpoint:
@@ -90,7 +99,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     trainer = build_trainer(cfg, [checkpoints], build_loggers(cfg))
 
     started = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(maybe_compile(module, cfg), datamodule=datamodule)
     fit_seconds = time.perf_counter() - started
     tested = "best" if validates and checkpoints.best_model_path else "last"
     results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False)[0]

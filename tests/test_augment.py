@@ -1,0 +1,108 @@
+"""Batched augmentation: identity, geometry against torchvision, ranges, seeding, train-only use."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torchvision.transforms.functional as TF
+from hydra.utils import instantiate
+from hydra import compose, initialize_config_dir
+from torchvision.transforms import InterpolationMode
+
+from conftest import CONF, run_script
+from mlplab.augment import BatchAugment, affine_matrices, preview, warp
+from mlplab.data import MNISTDataModule, ShardedPermutation, load_split
+from mlplab.train import build_module
+
+AUGMENTS = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
+
+
+@pytest.fixture(scope="module")
+def digits(mnist) -> torch.Tensor:
+    return load_split(mnist, train=False)[0][:16].float() / 255.0
+
+
+def load(name: str) -> BatchAugment:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return instantiate(compose("config", overrides=[f"augment={name}"]).augment)
+
+
+def test_identity_settings_return_the_input_unchanged(digits):
+    augment = load("none")
+    assert augment.is_identity
+    assert augment(digits, torch.Generator().manual_seed(0)) is digits
+    same = warp(digits, affine_matrices(torch.zeros(16), torch.zeros(16), torch.ones(16), torch.zeros(16, 2)))
+    assert torch.allclose(same, digits, atol=1e-5)
+
+
+@pytest.mark.parametrize("degrees", [30.0, -45.0, 90.0])
+def test_pure_rotation_matches_torchvision(digits, degrees):
+    count = len(digits)
+    ours = warp(digits, affine_matrices(torch.full((count,), degrees), torch.zeros(count), torch.ones(count),
+                                        torch.zeros(count, 2)))
+    reference = TF.rotate(digits.view(count, 1, 28, 28), degrees, interpolation=InterpolationMode.BILINEAR)
+    assert torch.allclose(ours, reference.view(count, -1), atol=1e-4)
+
+
+@pytest.mark.parametrize("name", [n for n in AUGMENTS if n != "none"])
+def test_output_keeps_shape_dtype_and_range_and_changes_images(digits, name):
+    out = load(name)(digits, torch.Generator().manual_seed(0))
+    assert out.shape == digits.shape and out.dtype == digits.dtype
+    assert out.min().item() >= 0.0 and out.max().item() <= 1.0 + 1e-6
+    assert (out - digits).abs().mean().item() > 0.01
+
+
+@pytest.mark.parametrize("name", [n for n in AUGMENTS if n != "none"])
+def test_same_seed_same_draw(digits, name):
+    augment = load(name)
+    first, again = (augment(digits, torch.Generator().manual_seed(5)) for _ in range(2))
+    other = augment(digits, torch.Generator().manual_seed(6))
+    assert torch.equal(first, again) and not torch.equal(first, other)
+
+
+def test_bad_ranges_are_refused():
+    with pytest.raises(ValueError, match="augment.scale"):
+        BatchAugment(scale=(1.2, 0.8))
+
+
+def test_preview_writes_a_png(digits, tmp_path):
+    path = preview(load("affine"), digits[:4], tmp_path / "grid.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class CaptureBatches(pl.Callback):
+    def __init__(self) -> None:
+        self.train, self.val = None, None
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if batch_idx == 0:
+            self.train = batch[0].clone()
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+        if batch_idx == 0 and not trainer.sanity_checking:
+            self.val = batch[0].clone()
+
+
+def test_only_training_batches_are_augmented(mnist, tmp_path, compose_cfg):
+    datamodule = MNISTDataModule(str(mnist), batch_size=50, eval_batch_size=50, val_size=500, seed=3,
+                                 augment=load("affine_elastic"))
+    capture = CaptureBatches()
+    trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1,
+                         num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, callbacks=[capture], default_root_dir=tmp_path)
+    trainer.fit(build_module(compose_cfg()), datamodule=datamodule)
+    first_train = ShardedPermutation(54_500, shuffle=True, seed=3).indices()[:50]
+    raw_train = datamodule.to_input(datamodule.split("train")[0][first_train])
+    assert (capture.train - raw_train).abs().mean().item() > 0.01
+    assert torch.equal(capture.val, datamodule.to_input(datamodule.split("val")[0][:50]))
+
+
+@pytest.mark.slow
+def test_seed_pytorch_with_affine_augmentation_runs_end_to_end(mnist, tmp_path):
+    result = run_script("train.py", "+experiment=seed_pytorch", "augment=affine", "trainer.max_epochs=1",
+                        "trainer=cpu", "logger=none", f"hydra.run.dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((tmp_path / "metrics.json").read_text())["test_acc"] >= 0.93
