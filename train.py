@@ -5,6 +5,8 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+import mlplab.rundir  # noqa: F401 - registers the run-directory resolvers used by conf/config.yaml
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:

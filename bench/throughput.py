@@ -2,7 +2,8 @@
 
 (a) the textbook pipeline: a Dataset of PIL images with per-sample ToTensor + flatten, a DataLoader;
 (b) a minimal hand-written loop over uint8 tensors held on the device, batches cut by index;
-(c) the project's own path: the real config, datamodule, module and Lightning Trainer, logging on;
+(c) the project's own path: the real config, datamodule, module, Lightning Trainer and the callbacks
+    of train.py (dashboard insights, NaN guard), CSV logging on;
     then (c) again with augment=affine.
 Each runs the same number of steps after a warm-up, in this one process, on the same data.
 Prints samples/s, the ratios c/a and c/b, and the peak RSS of (c).
@@ -31,7 +32,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
 from mlplab.data import load_split
-from mlplab.train import build_loggers, build_module, build_trainer, maybe_compile
+from mlplab.loggers import build_loggers
+from mlplab.guards import NonFiniteLossGuard
+from mlplab.train import build_module, build_trainer, insight_callbacks, maybe_compile
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BATCH = 100
@@ -139,7 +142,7 @@ def project(device: torch.device, steps: int, warmup: int, *overrides: str) -> f
         pl.seed_everything(cfg.seed, workers=True)
         datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
         timer = StepTimer(warmup)
-        trainer = build_trainer(cfg, [timer], build_loggers(cfg))
+        trainer = build_trainer(cfg, [timer, NonFiniteLossGuard(), *insight_callbacks()], build_loggers(cfg))
         trainer.fit(maybe_compile(build_module(cfg), cfg), datamodule=datamodule)
         return steps * BATCH / (timer.finished - timer.started)
 

@@ -5,15 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 from rich.console import Console
 
 from mlplab.data import MNISTDataModule
 from mlplab.errors import UserError
 from mlplab.module import MLPClassifier
-from mlplab.train import write_metrics
+from mlplab.train import build_trainer, write_metrics
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -24,7 +22,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # only where the data lives is taken from this machine.
     datamodule = MNISTDataModule.load_from_checkpoint(checkpoint, root=cfg.data_root)
     module = MLPClassifier.load_from_checkpoint(checkpoint, map_location="cpu")
-    trainer: pl.Trainer = instantiate(cfg.trainer, logger=False, enable_progress_bar=False)
+    trainer = build_trainer(cfg, callbacks=[], loggers=[])
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = {"ckpt_path": str(checkpoint.resolve()), "test_acc": results["test/acc"], "test_loss": results["test/loss"]}
     output_dir = Path(cfg.paths.output_dir)

@@ -6,8 +6,10 @@ optimizer groups, so a checkpoint rebuilds the exact network with `load_from_che
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
@@ -19,6 +21,26 @@ from torchmetrics.classification import MulticlassAccuracy
 from mlplab.model import MLP
 
 FUSED_DEVICES = ("cpu", "cuda")  # where torch's Adam, AdamW and SGD have fused kernels
+
+
+def rng_states() -> dict[str, Any]:
+    """The states of every global generator a training step can draw from."""
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    # Plain lists and tuples, so the checkpoint still loads with torch.load(weights_only=True).
+    states = {"torch": torch.get_rng_state(), "numpy": [kind, keys.tolist(), position, has_gauss, cached],
+              "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    kind, keys, position, has_gauss, cached = states["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), position, has_gauss, cached))
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
 
 
 class MLPClassifier(pl.LightningModule):
@@ -49,6 +71,7 @@ class MLPClassifier(pl.LightningModule):
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
         self.test_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc_best = MaxMetric()
+        self.val_acc_best.persistent(True)  # a resumed run remembers its best epoch
         # Running sums of (loss, l2 term, correct predictions) over the logging interval and the epoch.
         self.register_buffer("_interval_sums", torch.zeros(3), persistent=False)
         self.register_buffer("_epoch_sums", torch.zeros(3), persistent=False)
@@ -116,9 +139,17 @@ class MLPClassifier(pl.LightningModule):
         self._interval_steps = self._interval_samples = 0
 
     def on_train_start(self) -> None:
-        # The sanity-check validation pass must not count as a best epoch.
-        self.val_acc_best.reset()
         self._reset_interval()
+
+    # Lightning's checkpoints hold model, optimizer, loops and callbacks; the global RNG states are
+    # added so that a resumed run draws the same dropout masks as an uninterrupted one. (Data order
+    # and augmentation depend only on (seed, epoch), so they need no state.)
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["rng_states"] = rng_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint and self._trainer is not None and self.trainer.state.fn == "fit":
+            set_rng_states(checkpoint["rng_states"])
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -129,7 +160,8 @@ class MLPClassifier(pl.LightningModule):
     def on_validation_epoch_end(self) -> None:
         accuracy = self.val_acc.compute()
         self.val_acc.reset()
-        self.val_acc_best(accuracy)
+        if not self.trainer.sanity_checking:  # the untrained sanity pass is not an epoch
+            self.val_acc_best(accuracy)
         self.log("val/acc", accuracy, prog_bar=True, sync_dist=True)
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 

@@ -1,0 +1,307 @@
+"""Lightning callbacks that show what the chapter is about, as metrics and figures of a run.
+
+- `WeightImages`: the first Linear layer's weights as a grid of 28x28 images, once per epoch.
+- `GradientNorms`: each Linear layer's mean weight-gradient norm per epoch (vanishing gradients).
+- `ActivationStats`: mean, std and fraction of exact zeros (dead ReLUs) of each hidden activation.
+- `ConfusionMatrix`: the test set's 10x10 confusion matrix, as JSON and as a figure.
+
+Scalars go through `pl_module.log`, so they reach every active logger (csv/metrics.csv, wandb).
+Figures are written under `<trainer.default_root_dir>/figures/` and also sent to the loggers that
+have `log_image` (WandbLogger). `weight_grid_figure` and `confusion_matrix_figure` are plain
+functions, for scripts that draw the same figures from a checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+import pytorch_lightning as pl
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from pytorch_lightning.callbacks import Callback
+from torch import nn
+from torchmetrics.classification import MulticlassConfusionMatrix
+from torchvision.utils import make_grid
+
+from mlplab.model import MLP
+
+FIGURES_DIR = "figures"
+TILE_PADDING = 2  # pixels between weight tiles
+# Padding and empty grid slots are drawn grey, so they cannot be mistaken for zero weights (white).
+WEIGHT_COLORMAP = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.55")
+
+
+def run_dir(trainer: pl.Trainer) -> Path:
+    """The run directory: the trainer's default_root_dir (the config sets it to Hydra's output dir)."""
+    return Path(trainer.default_root_dir)
+
+
+def _net(pl_module: pl.LightningModule) -> MLP:
+    net = getattr(pl_module, "net", None)
+    if not isinstance(net, MLP):
+        raise TypeError(f"the mlplab callbacks need a module with an MLP as `.net`; {type(pl_module).__name__} has none")
+    return net
+
+
+def hidden_activations(net: MLP) -> list[nn.Module]:
+    """The activation module of each hidden block (blocks are Linear -> norm -> activation -> [Dropout])."""
+    layers = list(net.layers)
+    linear_positions = [index for index, layer in enumerate(layers) if isinstance(layer, nn.Linear)]
+    return [layers[position + 2] for position in linear_positions[:-1]]
+
+
+def _new_figure(width: float, height: float, layout: str | None = None) -> Figure:
+    # A Figure with its own Agg canvas: no pyplot, so no global backend switch and no figure registry to leak into.
+    figure = Figure(figsize=(width, height), layout=layout)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def weight_grid_figure(weight: torch.Tensor) -> Figure:
+    """Each row of `weight` [units, 784] as a 28x28 tile, row-major, in a grid of ceil(sqrt(units)) columns.
+
+    Each tile is divided by its own max |w|, so every unit uses the full diverging colour range
+    (red positive, blue negative, white zero) whatever its scale.
+    """
+    if weight.dim() != 2:
+        raise ValueError(f"weight must be [units, pixels], got shape {list(weight.shape)}")
+    units, pixels = weight.shape
+    side = math.isqrt(pixels)
+    if side * side != pixels:
+        raise ValueError(f"weight has {pixels} inputs per unit; tiles need a square image, e.g. 784 = 28x28")
+    tiles = weight.detach().float().cpu()
+    tiles = tiles / tiles.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
+    columns = math.ceil(math.sqrt(units))
+    rows = math.ceil(units / columns)
+    # make_grid repeats a single channel to three; the first one is the grid.
+    grid = make_grid(tiles.view(units, 1, side, side), nrow=columns, padding=TILE_PADDING, pad_value=math.nan)[0]
+
+    height = min(14.0, max(3.0, 0.6 * rows + 0.6))
+    width = min(16.0, max(4.0, height * (columns / rows) + 1.4))
+    # Fixed margins rather than a layout engine: this is drawn every epoch, and constrained layout doubles the time.
+    figure = _new_figure(width, height)
+    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93)
+    axes = figure.add_subplot()
+    image = axes.imshow(grid.numpy(), cmap=WEIGHT_COLORMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
+    axes.set_axis_off()
+    axes.set_title(f"first-layer weights, {units} units")
+    figure.colorbar(image, ax=axes, shrink=0.8, pad=0.02, label="w / max |w| of the unit")
+    return figure
+
+
+def confusion_matrix_figure(matrix: torch.Tensor) -> Figure:
+    """Counts of a [classes, classes] confusion matrix (rows: true class, columns: predicted), annotated."""
+    counts = matrix.detach().cpu().long()
+    classes = len(counts)
+    total = int(counts.sum())
+    accuracy = counts.diagonal().sum().item() / max(total, 1)
+    figure = _new_figure(6.5, 5.5, layout="constrained")
+    axes = figure.add_subplot()
+    image = axes.imshow(counts.numpy(), cmap="Blues")
+    threshold = counts.max().item() / 2
+    for true_class in range(classes):
+        for predicted in range(classes):
+            count = counts[true_class, predicted].item()
+            axes.text(predicted, true_class, str(count), ha="center", va="center", fontsize=7,
+                      color="white" if count > threshold else "black")
+    axes.set_xticks(range(classes))
+    axes.set_yticks(range(classes))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(f"test confusion matrix: {total} images, accuracy {accuracy:.2%}")
+    figure.colorbar(image, ax=axes, shrink=0.8)
+    return figure
+
+
+def _log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+
+
+class WeightImages(Callback):
+    """Draws the first Linear layer's weights every `every_n_epochs` epochs and at the end of training.
+
+    Writes `figures/weights_epoch{epoch:03d}.png` and `figures/weights.png` (the latest) in the run
+    directory, and logs the image as `weights/first_layer` where a logger has `log_image`.
+    """
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"WeightImages(every_n_epochs={every_n_epochs}): must be 1 or more")
+        self.every_n_epochs = every_n_epochs
+        self._last_epoch = 0
+        self._drawn_step = -1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_epoch = trainer.current_epoch
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.draw(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._drawn_step:
+            self.draw(trainer, pl_module, self._last_epoch)
+
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> Path | None:
+        """Write (and log) the figure of the current weights, labelled `epoch`; rank zero only."""
+        self._drawn_step = trainer.global_step
+        if not trainer.is_global_zero:
+            return None
+        folder = run_dir(trainer) / FIGURES_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"weights_epoch{epoch:03d}.png"
+        weight_grid_figure(_net(pl_module).linear_layers()[0].weight).savefig(path)
+        shutil.copyfile(path, folder / "weights.png")
+        _log_image(trainer, "weights/first_layer", path)
+        return path
+
+
+class GradientNorms(Callback):
+    """Logs `grad_norm/linear{i}`: the L2 norm of Linear layer i's weight gradient, averaged over the epoch.
+
+    i counts the Linear layers from the input side, from 0. The norms are measured before every
+    optimizer step and summed on the device; they reach the host once per epoch.
+    """
+
+    def __init__(self) -> None:
+        self._sums: torch.Tensor | None = None
+        self._steps = 0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._sums = torch.zeros(len(_net(pl_module).linear_layers()), device=pl_module.device)
+        self._steps = 0
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        gradients = [layer.weight.grad for layer in _net(pl_module).linear_layers()]
+        if self._sums is None or any(gradient is None for gradient in gradients):
+            return
+        # One fused kernel for all layers, and no .item(): a host sync per step would stall the GPU.
+        self._sums += torch.stack(torch._foreach_norm(gradients)).float()
+        self._steps += 1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._sums is None or self._steps == 0:
+            return
+        means = self._sums / self._steps
+        pl_module.log_dict({f"grad_norm/linear{index}": mean for index, mean in enumerate(means)}, on_epoch=True)
+
+
+class ActivationStats(Callback):
+    """Logs `activation/layer{i}/{mean,std,zero_frac}` of each hidden activation's output, once per epoch.
+
+    The statistics come from a fixed batch, the first `num_images` validation images (test images
+    when there is no validation split), run in eval mode without gradients. `zero_frac` is the
+    fraction of outputs that are exactly zero: dead ReLUs.
+    """
+
+    def __init__(self, num_images: int = 1000) -> None:
+        if num_images < 1:
+            raise ValueError(f"ActivationStats(num_images={num_images}): must be 1 or more")
+        self.num_images = num_images
+        self._inputs: torch.Tensor | None = None
+        self._recorded_epoch: int | None = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.record(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Epochs without validation (data.val_size=0, limit_val_batches=0) are measured here instead.
+        if self._recorded_epoch != trainer.current_epoch:
+            self.record(trainer, pl_module)
+
+    def fixed_inputs(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> torch.Tensor:
+        """The normalized fixed batch on the module's device (cached)."""
+        if self._inputs is None or self._inputs.device != pl_module.device:
+            datamodule = trainer.datamodule
+            if datamodule is None or not hasattr(datamodule, "split"):
+                raise TypeError("ActivationStats needs the run's MNISTDataModule: trainer.fit(module, datamodule=...)")
+            images, _ = datamodule.split("val")
+            if len(images) == 0:
+                images, _ = datamodule.split("test")
+            self._inputs = datamodule.to_input(images[: self.num_images].to(pl_module.device))
+        return self._inputs
+
+    @torch.no_grad()
+    def statistics(self, net: MLP, inputs: torch.Tensor) -> torch.Tensor:
+        """[hidden layers, 3]: mean, std and zero fraction of each hidden activation's output on `inputs`."""
+        outputs: list[torch.Tensor] = []
+        handles = [
+            module.register_forward_hook(lambda module, args, output: outputs.append(output))
+            for module in hidden_activations(net)
+        ]
+        modes = {module: module.training for module in net.modules()}
+        try:
+            net.eval()
+            net(inputs.to(net.linear_layers()[0].weight.dtype))
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, training in modes.items():
+                module.training = training
+        return torch.stack([
+            torch.stack([output.float().mean(), output.float().std(), (output == 0).float().mean()])
+            for output in outputs
+        ])
+
+    def record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._recorded_epoch = trainer.current_epoch
+        stats = self.statistics(_net(pl_module), self.fixed_inputs(trainer, pl_module))
+        metrics = {}
+        for index, (mean, std, zero_frac) in enumerate(stats.tolist()):
+            metrics |= {
+                f"activation/layer{index}/mean": mean,
+                f"activation/layer{index}/std": std,
+                f"activation/layer{index}/zero_frac": zero_frac,
+            }
+        pl_module.log_dict(metrics, on_epoch=True)
+
+
+class ConfusionMatrix(Callback):
+    """The test set's confusion matrix (rows: true class, columns: predicted class), at the end of testing.
+
+    Writes `confusion_matrix.json` (a list of lists of counts) and `figures/confusion_matrix.png` in
+    the run directory and logs the figure as `test/confusion_matrix` where a logger has `log_image`.
+    The counts of the last test run stay in `self.matrix`.
+    """
+
+    def __init__(self) -> None:
+        self.matrix: torch.Tensor | None = None
+        self._metric: MulticlassConfusionMatrix | None = None
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        num_classes = _net(pl_module).linear_layers()[-1].out_features
+        # Labels come from the datamodule; the argument checks would cost a host sync per batch.
+        self._metric = MulticlassConfusionMatrix(num_classes, validate_args=False).to(pl_module.device)
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        images, labels = batch
+        # test_step returns no logits, so they are recomputed: one more forward pass per test batch.
+        self._metric.update(pl_module(images), labels)
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.matrix = self._metric.compute().cpu()  # on every rank: compute() gathers across ranks
+        if not trainer.is_global_zero:
+            return
+        folder = run_dir(trainer)
+        (folder / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+        (folder / "confusion_matrix.json").write_text(json.dumps(self.matrix.tolist()) + "\n")
+        path = folder / FIGURES_DIR / "confusion_matrix.png"
+        confusion_matrix_figure(self.matrix).savefig(path)
+        _log_image(trainer, "test/confusion_matrix", path)
