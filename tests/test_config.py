@@ -8,7 +8,8 @@ from conftest import CONF, run_script
 from mlplab.checks import check_config
 from mlplab.errors import ConfigError
 
-GROUPS = ["activation", "norm", "dropout", "l2", "optimizer", "trainer", "logger", "data/normalize"]
+GROUPS = ["activation", "norm", "dropout", "l2", "optimizer", "scheduler", "augment", "trainer", "logger",
+          "data/normalize"]
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 
 

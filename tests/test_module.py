@@ -64,3 +64,20 @@ def test_decoupled_decay_shrinks_weights_without_gradient(compose_cfg):
         p.grad = torch.zeros_like(p)
     optimizer.step()
     assert torch.allclose(weight, before * (1 - 0.5 * 0.1))
+
+
+def test_cosine_scheduler_decays_the_learning_rate_to_zero_over_the_epochs(compose_cfg):
+    module = make_module(compose_cfg, "scheduler=cosine", "trainer.max_epochs=4")
+    configured = module.configure_optimizers()
+    optimizer, scheduler = configured["optimizer"], configured["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(4):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[0] == pytest.approx(1e-3) and rates == sorted(rates, reverse=True)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_without_a_scheduler_the_optimizer_is_returned_alone(compose_cfg):
+    assert isinstance(make_module(compose_cfg).configure_optimizers(), torch.optim.Optimizer)

@@ -19,7 +19,8 @@ from mlplab.sweep import (SweepError, load_sweep, main, make_slots, make_trials,
                           validate_sweep)
 
 SWEEPS = REPO / "sweeps"
-GRID_TRIALS = {"activations": 30, "norms": 36, "dropout": 12, "l2": 24, "augmentation": 12, "depth": 60}
+GRID_TRIALS = {"activations": 30, "norms": 36, "dropout": 12, "l2": 24, "augmentation": 12, "depth": 60,
+               "baselines": 6, "best_mlp": 3}
 RANDOM_DRAWS = 8
 SWEEP_FILES = sorted(SWEEPS.glob("*.yaml"))
 
@@ -245,6 +246,9 @@ def test_a_trial_left_running_by_a_killed_launcher_blocks_a_rerun(tmp_path, caps
     orphan = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", str(trial.directory)])
     try:
         (trial.directory / "status.json").write_text(json.dumps({"status": "running", "pid": orphan.pid}))
+        deadline = time.monotonic() + 10  # until the child has exec'd, /proc shows the parent's command line
+        while still_running(trial.directory) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert still_running(trial.directory) == orphan.pid
         assert main([str(sweep_file), "--offline", "--sweep-dir", str(tmp_path / "sweep"),
                      "--program-root", str(REPO)]) == 2

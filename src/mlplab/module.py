@@ -54,6 +54,7 @@ class MLPClassifier(pl.LightningModule):
         dropout: dict[str, Any],
         l2: dict[str, Any],
         optimizer: dict[str, Any],
+        scheduler: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -175,7 +176,7 @@ class MLPClassifier(pl.LightningModule):
     def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         return self.net.predict(batch[0])
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         decayed = self.decayed_weights()
         decayed_ids = {id(p) for p in decayed}
         others = [p for p in self.parameters() if id(p) not in decayed_ids]
@@ -188,4 +189,8 @@ class MLPClassifier(pl.LightningModule):
         if "fused" not in factory.keywords and self.device.type in FUSED_DEVICES:
             # One kernel for the whole update instead of several per parameter: ~20 % faster steps on CPU.
             extra["fused"] = True
-        return factory(groups, **extra)
+        optimizer = factory(groups, **extra)
+        if not self.hparams.get("scheduler"):
+            return optimizer
+        scheduler = instantiate(self.hparams.scheduler)(optimizer)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

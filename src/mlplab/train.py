@@ -33,7 +33,7 @@ from mlplab.loggers import build_loggers, finish_wandb, log_run, resolved
 from mlplab.module import MLPClassifier
 from mlplab.rundir import now, run_info
 
-MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer")
+MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
 # Keys a resumed run may change: more epochs, and where things are.
 RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths")
 
@@ -49,7 +49,8 @@ def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
 
 
 def build_module(cfg: DictConfig) -> MLPClassifier:
-    groups = {name: OmegaConf.to_container(cfg[name], resolve=True) for name in MODULE_GROUPS}
+    groups = {name: OmegaConf.to_container(cfg[name], resolve=True) if cfg.get(name) is not None else {}
+              for name in MODULE_GROUPS}
     return MLPClassifier(**groups)
 
 
