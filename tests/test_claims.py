@@ -72,7 +72,7 @@ def test_repeated_sigmoid_forgets_its_input_and_converges_to_the_fixed_point(sig
 
 
 def test_sigmoid_derivative_is_at_most_a_quarter_attained_at_zero(sigmoid):
-    x = torch.linspace(-10, 10, 2001, dtype=torch.float64)  # includes 0 exactly
+    x = torch.arange(-1000, 1001, dtype=torch.float64) / 100  # steps of 0.01 from -10 to 10, with 0 exactly
     slope = derivative(sigmoid, x)
     assert slope.max().item() == pytest.approx(0.25, abs=1e-12)
     assert x[slope.argmax()].item() == 0.0
@@ -188,7 +188,8 @@ def test_batch_norm_normalizes_each_unit_over_the_batch():
     y = layer(x).detach()
     assert torch.allclose(y.mean(dim=0), torch.zeros(64), atol=1e-5)
     assert torch.allclose(y.std(dim=0, unbiased=False), torch.ones(64), atol=1e-3)
-    assert y.mean(dim=1).abs().max() > 0.5  # the samples are not centred: the wrong axis
+    row_stds = y.std(dim=1, unbiased=False)
+    assert row_stds.max() / row_stds.min() > 3  # each sample keeps its own scale: not normalized along rows
     tiny = tiny_variance_columns(x)
     expected = (tiny - tiny.mean(dim=0)) / torch.sqrt(tiny.var(dim=0, unbiased=False) + eps)
     assert torch.allclose(layer(tiny), expected, atol=1e-5)
@@ -218,8 +219,8 @@ def test_rms_norm_rescales_each_sample_without_centring_it():
     x = offset_and_scaled()
     y = layer(x).detach()
     assert torch.allclose(y.pow(2).mean(dim=1).sqrt(), torch.ones(256), atol=1e-4)
-    # The offsets average +2, so the rows keep a clearly positive mean: nothing is subtracted.
-    assert (y.mean(dim=1) > 0.3).all()
+    # The offsets average +2, so every row keeps a positive mean (layer norm would leave < 1e-5).
+    assert y.mean(dim=1).min() > 0.1
     tiny = tiny_variance_columns(x)
     expected = tiny / torch.sqrt(tiny.pow(2).mean(dim=1, keepdim=True) + eps)
     assert torch.allclose(layer(tiny), expected, atol=1e-5)
@@ -319,6 +320,7 @@ def test_gradient_norms_are_read_from_the_sparse_epoch_rows_of_metrics_csv(tmp_p
     epochs, norms = figures.gradient_norms(run)
     assert epochs == [1, 2]
     assert norms == {0: [0.002, 0.001], 1: [0.2, 0.25]}
+    assert figures.first_to_last_ratio(norms, 0) == pytest.approx(0.01)
     assert figures.first_to_last_ratio(norms) == pytest.approx(0.004)
     path = figures.save(figures.gradient_norms_figure({"a": run, "b": run}), tmp_path / "g.png")
     with Image.open(path) as image:

@@ -298,9 +298,9 @@ def gradient_norms(run_dir: Path) -> tuple[list[int], dict[int, list[float]]]:
     return epochs, {layer: [float(row[f"grad_norm/linear{layer}"]) for row in rows] for layer in layers}
 
 
-def first_to_last_ratio(norms: dict[int, list[float]]) -> float:
-    """Gradient norm of the first Linear layer over that of the last, in the last epoch."""
-    return norms[min(norms)][-1] / norms[max(norms)][-1]
+def first_to_last_ratio(norms: dict[int, list[float]], epoch_index: int = -1) -> float:
+    """Gradient norm of the first Linear layer over that of the last, in one epoch (the last by default)."""
+    return norms[min(norms)][epoch_index] / norms[max(norms)][epoch_index]
 
 
 def gradient_norms_figure(runs: dict[str, Path]) -> Figure:
@@ -316,7 +316,8 @@ def gradient_norms_figure(runs: dict[str, Path]) -> Figure:
         axis.set_yscale("log")
         axis.set_xlabel("epoch")
         axis.set_xticks(epochs)
-        axis.set_title(f"{label}: first / last layer = {first_to_last_ratio(norms):.3g} (last epoch)", fontsize=11)
+        axis.set_title(f"{label}: linear{min(norms)} / linear{max(norms)} = {first_to_last_ratio(norms, 0):.3g} "
+                       f"in epoch {epochs[0]}, {first_to_last_ratio(norms):.3g} in epoch {epochs[-1]}", fontsize=11)
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8, loc="best")
     axes[0].set_ylabel("mean ||dL/dW|| per epoch (log scale)")
@@ -370,8 +371,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 1
     for experiment, run_dir in gradient_runs.items():
-        print(f"{experiment}: first / last layer gradient norm in the last epoch = "
-              f"{first_to_last_ratio(gradient_norms(run_dir)[1]):.4g}")
+        epochs, norms = gradient_norms(run_dir)
+        print(f"{experiment}: first / last layer gradient norm = {first_to_last_ratio(norms, 0):.4g} in epoch "
+              f"{epochs[0]}, {first_to_last_ratio(norms):.4g} in epoch {epochs[-1]}")
     if created:
         print(f"trained runs kept in {created[0]} (pass them back with --reference-run / --sigmoid-run / --relu-run)")
     for path in written:

@@ -185,7 +185,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     pl.seed_everything(cfg.seed, workers=True)
 
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
-    datamodule.prepare_data()
+    if is_rank_zero():  # where Lightning itself prepares data; the checked MD5s go into run_info.json
+        datamodule.prepare_data()
     info = start_info(cfg, output_dir, datamodule.file_md5s)
     module = build_module(cfg)
     checkpoints = checkpoint_callback(output_dir, cfg.data.val_size > 0)
