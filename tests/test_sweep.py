@@ -19,7 +19,7 @@ from mlplab.sweep import (SweepError, load_sweep, main, make_slots, make_trials,
                           validate_sweep)
 
 SWEEPS = REPO / "sweeps"
-GRID_TRIALS = {"activations": 30, "norms": 36, "dropout": 12, "l2": 24, "augmentation": 12, "depth": 60,
+GRID_TRIALS = {"activations": 30, "norms": 36, "dropout": 12, "l2": 24, "augmentation": 12, "depth": 42,
                "baselines": 6, "best_mlp": 3}
 RANDOM_DRAWS = 8
 SWEEP_FILES = sorted(SWEEPS.glob("*.yaml"))
