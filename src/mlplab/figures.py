@@ -3,7 +3,7 @@
 Writes PNGs into `docs/figures/` (or `--out`):
 
 - `activations.png`: every activation in conf/activation and its derivative (autograd).
-- `sigmoid_squashing.png`: sigma, sigma∘sigma, sigma∘sigma∘sigma, and repeated sigma converging to its fixed point.
+- `sigmoid_squashing.png`: sigma, sigma∘sigma, sigma∘sigma∘sigma, and repeated sigma reaching its fixed point.
 - `weights_reference.png`: the first-layer weights of a trained reference model (784-100-BN-ReLU-10).
 - `gradient_norms.png`: per-layer gradient norms over training, deep_sigmoid against deep_relu.
 - `norm_axes.png`: which axis batch norm, layer norm and RMS norm normalize, on a small random matrix.
@@ -27,10 +27,12 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 import torch
 from hydra.utils import instantiate
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 from omegaconf import OmegaConf
@@ -119,21 +121,21 @@ def activations_figure(x_limit: float = 5.0) -> Figure:
         axis.plot(x, value, label="f(x)", linewidth=2)
         axis.plot(x, derivative, label="f'(x)", linewidth=1.5, linestyle="--")
         axis.set_title(f"{name}: {type(activation).__name__}", fontsize=11)
-        axis.set_ylim(-2.0, max(3.0, float(value.max()) * 0.6))
+        axis.set_ylim(-2.0, 3.0)  # one range for all panels, so slopes and kinks compare at a glance
         axis.grid(alpha=0.3)
     for axis in axes[len(names):]:
         axis.set_visible(False)
     for axis in axes[-columns:]:
         axis.set_xlabel("x")
     axes[0].legend(loc="upper left", fontsize=9)
-    figure.suptitle("Activations of conf/activation and their derivatives (autograd); "
+    figure.suptitle("Activations of conf/activation and their derivatives (autograd), y clipped to [-2, 3]; "
                     "prelu and swish at their initial parameters", fontsize=12)
     return figure
 
 
 def sigmoid_squashing_figure(starts: Sequence[float] = (-10.0, -5.0, -2.0, 0.0, 2.0, 5.0, 10.0),
                              iterations: int = 10) -> Figure:
-    """Left: sigma, sigma∘sigma, sigma∘sigma∘sigma. Right: x, sigma(x), sigma(sigma(x)), ... per start."""
+    """Left: sigma, sigma∘sigma, sigma∘sigma∘sigma. Right: sigma(x0), sigma(sigma(x0)), ... for each start x0."""
     sigmoid = config_option("activation", "sigmoid")()
     fixed_point = sigmoid_fixed_point(sigmoid)
     figure = _figure(12, 4.6)
@@ -171,7 +173,7 @@ def sigmoid_squashing_figure(starts: Sequence[float] = (-10.0, -5.0, -2.0, 0.0, 
     return figure
 
 
-def _mark_axis(axis, normalized: torch.Tensor, over: str) -> None:
+def _mark_axis(axis: Axes, normalized: torch.Tensor, over: str) -> None:
     """Outline one group the layer normalizes together (a column for `over="batch"`, a row for "units")."""
     batch, units = normalized.shape
     if over == "batch":
@@ -180,7 +182,7 @@ def _mark_axis(axis, normalized: torch.Tensor, over: str) -> None:
         axis.add_patch(Rectangle((-0.5, -0.5), units, 1, fill=False, edgecolor="black", linewidth=3))
 
 
-def _heat_map(axis, matrix: torch.Tensor, title: str, limit: float) -> None:
+def _heat_map(axis: Axes, matrix: torch.Tensor, title: str, limit: float) -> None:
     axis.imshow(matrix.numpy(), cmap="RdBu_r", vmin=-limit, vmax=limit)
     for row, values in enumerate(matrix.tolist()):
         for column, value in enumerate(values):
@@ -214,10 +216,10 @@ def norm_axes_figure(batch: int = 6, units: int = 8, seed: int = 0) -> Figure:
             groups = output if over == "batch" else output.T  # one group per column
             # Rounded first, so that float noise of -1e-8 does not print as "-0.00".
             means = [round(float(mean), 2) + 0.0 for mean in groups.mean(0)]
-            if name == "rms":
-                spread_text = f"RMS {groups.pow(2).mean(0).sqrt().min():.2f}..{groups.pow(2).mean(0).sqrt().max():.2f}"
-            else:
-                spread_text = f"std {groups.std(0, unbiased=False).min():.2f}..{groups.std(0, unbiased=False).max():.2f}"
+            # RMS norm fixes the root mean square, the other two the standard deviation.
+            spread_name, spread = ("RMS", groups.pow(2).mean(0).sqrt()) if name == "rms" else \
+                ("std", groups.std(0, unbiased=False))
+            spread_text = f"{spread_name} {spread.min():.2f}..{spread.max():.2f}"
             where = "each column (over the batch)" if over == "batch" else "each row (over the units)"
             panels.append((f"{name} norm: {where}\nmeans {min(means):.2f}..{max(means):.2f}, {spread_text}",
                            output, over))
@@ -256,28 +258,39 @@ def train(experiment: str, epochs: int, run_dir: Path) -> Path:
     return run_dir
 
 
-def first_layer_weight(run_dir: Path) -> tuple[torch.Tensor, int]:
-    """The first Linear layer's weight [units, 784] from `<run>/checkpoints/last.ckpt`, and the epochs trained."""
+def load_last_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """`<run>/checkpoints/last.ckpt`, on the CPU."""
     path = run_dir / "checkpoints" / "last.ckpt"
     if not path.is_file():
-        raise UserError(f"--reference-run {run_dir}: no checkpoints/last.ckpt; pass a directory train.py wrote")
+        raise UserError(f"{run_dir} has no checkpoints/last.ckpt; pass a run directory that train.py wrote")
     # weights_only=False: Lightning checkpoints hold the hyperparameters as plain Python objects.
     checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    state = checkpoint["state_dict"]
-    if "net.layers.0.weight" not in state:
-        raise UserError(f"{path} has no net.layers.0.weight; keys: {sorted(state)[:5]}...")
-    return state["net.layers.0.weight"], checkpoint["epoch"] + 1
+    if "net.layers.0.weight" not in checkpoint["state_dict"]:
+        raise UserError(f"{path} has no net.layers.0.weight; keys: {sorted(checkpoint['state_dict'])[:5]}...")
+    return checkpoint
+
+
+def architecture(hyperparameters: dict[str, Any]) -> str:
+    """E.g. "784-100-BatchNorm1d-ReLU-10", from the hyperparameters the module saved."""
+    model = hyperparameters["model"]
+    block = [hyperparameters[group]["_target_"].rsplit(".", 1)[-1] for group in ("norm", "activation")]
+    block = [name for name in block if name != "Identity"]  # norm=none adds nothing to say
+    sizes = [str(model["input_size"])]
+    for width in model["hidden_sizes"]:
+        sizes += [str(width), *block]
+    return "-".join([*sizes, str(model["num_classes"])])
 
 
 def weights_figure(run_dir: Path) -> Figure:
     """The project's weight grid of the run's first layer, titled with what the run is."""
-    weight, epochs = first_layer_weight(run_dir)
+    checkpoint = load_last_checkpoint(run_dir)
+    weight, epochs = checkpoint["state_dict"]["net.layers.0.weight"], checkpoint["epoch"] + 1
     figure = weight_grid_figure(weight)
     metrics_path = run_dir / "metrics.json"
     accuracy = ""
     if metrics_path.is_file():
         accuracy = f", test accuracy {json.loads(metrics_path.read_text())['test_acc']:.2%}"
-    figure.axes[0].set_title(f"first-layer weights of the reference MLP ({weight.shape[1]}-{weight.shape[0]}-BN-ReLU-10)"
+    figure.axes[0].set_title(f"first-layer weights of {architecture(checkpoint['hyper_parameters'])}"
                              f"\none 28x28 tile per hidden unit, after {epochs} epochs{accuracy}")
     return figure
 
@@ -321,7 +334,7 @@ def gradient_norms_figure(runs: dict[str, Path]) -> Figure:
         axis.grid(alpha=0.3, which="both")
         axis.legend(fontsize=8, loc="best")
     axes[0].set_ylabel("mean ||dL/dW|| per epoch (log scale)")
-    figure.suptitle("Vanishing gradients: 6 hidden layers of 100, no norm, sigmoid vs ReLU (He init)", fontsize=12)
+    figure.suptitle("Vanishing gradients: each Linear layer's mean weight-gradient norm per epoch", fontsize=12)
     return figure
 
 
@@ -334,8 +347,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help=f"epochs for the runs trained here (default {DEFAULT_EPOCHS})")
     parser.add_argument("--reference-run", type=Path,
                         help=f"a run directory of +experiment={REFERENCE_EXPERIMENT} (default: train one)")
-    parser.add_argument("--sigmoid-run", type=Path, help="a run directory of +experiment=deep_sigmoid (default: train one)")
-    parser.add_argument("--relu-run", type=Path, help="a run directory of +experiment=deep_relu (default: train one)")
+    for kind, experiment in GRADIENT_EXPERIMENTS.items():
+        parser.add_argument(f"--{kind}-run", type=Path,
+                            help=f"a run directory of +experiment={experiment} (default: train one)")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs={args.epochs} is not allowed: train at least 1 epoch")
@@ -358,6 +372,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return created[0]
 
     try:
+        # Before any drawing or training: a mistyped run directory should cost no minutes.
+        for flag in ("reference_run", *(f"{kind}_run" for kind in GRADIENT_EXPERIMENTS)):
+            given = getattr(args, flag)
+            if given is not None and not given.is_dir():
+                raise UserError(f"--{flag.replace('_', '-')}={given} is not a directory; pass one that train.py wrote")
         written = draw_pure_figures(out)
         reference = run_or_train(args.reference_run, REFERENCE_EXPERIMENT, args.epochs, runs_root)
         written.append(save(weights_figure(reference), out / "weights_reference.png"))
