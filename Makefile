@@ -19,7 +19,7 @@ train: setup
 	$(BIN)/python train.py $(ARGS)
 
 test: setup
-	WANDB_MODE=offline $(BIN)/python -m pytest $(ARGS)
+	WANDB_MODE=offline $(BIN)/python -m pytest --durations=15 $(ARGS)
 
 test-fast: setup
 	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" $(ARGS)
