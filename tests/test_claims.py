@@ -152,7 +152,7 @@ def test_cross_entropy_of_the_module_is_minus_log_probability_of_the_target(comp
     torch.manual_seed(0)
     images, labels = torch.rand(32, 784), torch.arange(32) % 10
     module.train()
-    loss = module.training_step((images, labels), 0)  # F.cross_entropy(logits, labels)
+    loss, _, _ = module.training_losses((images, labels))  # F.cross_entropy(logits, labels)
     probabilities = module.net.predict(images)  # the same batch statistics: still in training mode
     minus_log_p = -probabilities[torch.arange(32), labels].log()
     assert loss.item() == pytest.approx(minus_log_p.mean().item(), rel=1e-5)
@@ -272,7 +272,8 @@ def test_one_sgd_step_with_the_penalty_is_theta_minus_eta_times_gradient_plus_tw
     data_gradients = dict(zip(parameters, torch.autograd.grad(data_loss, list(parameters.values()))))
 
     optimizer.zero_grad()
-    module.training_step(batch, 0).backward()
+    loss, penalty, _ = module.training_losses(batch)  # what training_step backpropagates
+    (loss + penalty).backward()
     optimizer.step()
 
     decayed = {id(w) for w in module.decayed_weights()}
