@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from conftest import REPO, mnist_root, run_script
 from mlplab.data import raw_dir

@@ -214,7 +214,8 @@ class MNISTDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self._splits:
             return
-        self.file_md5s = verify_files(self.root)
+        if not self.file_md5s:  # prepare_data checked them in this process already
+            self.file_md5s = verify_files(self.root)
         train_images, train_labels = load_split(self.root, train=True)
         test_images, test_labels = load_split(self.root, train=False)
         order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(self.seed))
