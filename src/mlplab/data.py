@@ -207,6 +207,8 @@ class MNISTDataModule(pl.LightningDataModule):
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
+        if self.file_md5s:  # train.py prepares before fitting to record the MD5s; Lightning asks again
+            return
         if self.download and any(not (raw_dir(self.root) / name).is_file() for name in MNIST_FILES):
             download_missing(self.root)
         self.file_md5s = verify_files(self.root)

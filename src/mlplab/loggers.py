@@ -7,7 +7,7 @@ import os
 from typing import Any
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 WANDB_HOST = "api.wandb.ai"
@@ -61,6 +61,3 @@ def finish_wandb(loggers: list[Logger], metrics: dict[str, Any] | None, failed: 
         # wandb prints the `wandb sync <dir>` line for offline runs itself when it finishes.
         run.finish(exit_code=1 if failed else 0)
 
-
-def resolved(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)

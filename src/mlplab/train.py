@@ -29,7 +29,7 @@ from rich.tree import Tree
 from mlplab.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
 from mlplab.errors import UserError
 from mlplab.guards import InterruptCheckpoint, NonFiniteLossGuard
-from mlplab.loggers import build_loggers, finish_wandb, log_run, resolved
+from mlplab.loggers import build_loggers, finish_wandb, log_run
 from mlplab.module import MLPClassifier
 from mlplab.rundir import now, run_info
 
@@ -192,7 +192,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     module = build_module(cfg)
     checkpoints = checkpoint_callback(output_dir, cfg.data.val_size > 0)
     loggers = build_loggers(cfg, wandb_id=info.get("wandb_id"))
-    log_run(loggers, resolved(cfg), info)
+    log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
     guards = [NonFiniteLossGuard(), InterruptCheckpoint(resume_command(cfg, output_dir))]
     trainer = build_trainer(cfg, [checkpoints, *guards, *insight_callbacks()], loggers)
     try:
