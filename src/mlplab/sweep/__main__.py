@@ -1,0 +1,169 @@
+"""The command line: `python -m mlplab.sweep FILE [options]`.
+
+    python -m mlplab.sweep sweeps/activations.yaml --gpus 0,1 --agents-per-gpu 2   # online
+    python -m mlplab.sweep sweeps/activations.yaml --offline --agents 2             # no server
+    python -m mlplab.sweep sweeps/bayes.yaml --offline --count 12 --agents 2        # Optuna TPE
+    python -m mlplab.sweep sweeps/depth.yaml --dry-run                              # print the trials
+
+Exit status: 0 when no trial failed, 1 when one did, 2 for a bad file or option, 128+N on signal N.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from mlplab.errors import UserError
+from mlplab.sweep import search
+from mlplab.sweep.composition import check_trials_compose
+from mlplab.sweep.offline import ListedTrials, StudyTrials, SweepLock, run_offline
+from mlplab.sweep.online import offline_reason, run_online
+from mlplab.sweep.slots import make_slots
+from mlplab.sweep.spec import (SweepError, Trial, default_sweep_dir, grid_assignments, load_sweep, make_trial,
+                               program_arguments, resolve_program_root)
+from mlplab.sweep.trials import FINISHED, recorded_outcome
+
+
+def positive_int(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a whole number >= 1")
+    return value
+
+
+def seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a number of seconds >= 0")
+    return value
+
+
+class OneLineErrors(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = OneLineErrors(
+        prog="python -m mlplab.sweep",
+        description="Run a wandb sweep file: wandb agents when the wandb server is reachable, else (or with "
+                    "--offline) the same trials on this machine, one directory each; bayes offline is an Optuna "
+                    "TPE study stored in the sweep dir.",
+        epilog="Offline, trials go to <sweep dir>/<trial id>/ (trial.json, trial.log and the run's files); a rerun "
+               "skips finished trials, continues interrupted ones from their checkpoint and starts the others over. "
+               "SIGINT/SIGTERM/SIGHUP send SIGTERM to every running trial (online: agent, which forwards it), "
+               "SIGKILL after --grace, and mark those trials interrupted; trials also get SIGTERM if the launcher "
+               "is killed (Linux). Exit status: 0 when no trial failed, 1 when one did, 2 for a bad file or "
+               "option, 128+N on signal N.",
+    )
+    parser.add_argument("file", type=Path, help="the sweep yaml, e.g. sweeps/activations.yaml")
+    slots = parser.add_argument_group("slots (one agent or trial at a time each)")
+    slots.add_argument("--gpus", help="GPU ids to pin slots to, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES per slot)")
+    slots.add_argument("--agents-per-gpu", type=positive_int, help="slots per GPU with --gpus (default 1)")
+    slots.add_argument("--agents", type=positive_int,
+                       help="slots not pinned: CUDA_VISIBLE_DEVICES is left as it is, so each sees what the "
+                            "launcher sees (default 1)")
+    slots.add_argument("--stagger", type=seconds, default=5.0,
+                       help="seconds between the first starts of consecutive slots (default 5)")
+    parser.add_argument("--count", type=positive_int,
+                        help="online: trials per agent (default: until the sweep is done); offline: random/bayes "
+                             "trials in all, finished ones counted (required), or at most this many grid trials")
+    parser.add_argument("--offline", action="store_true",
+                        help="run here even if wandb could be reached (also when WANDB_MODE=offline or no login)")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="compose every trial, print the command lines and exit")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the offline random draws and TPE (default 0)")
+    parser.add_argument("--sweep-dir", type=Path,
+                        help="where the trial dirs (and the bayes study) go "
+                             "(default <program root>/outputs/sweeps/<file stem>-<hash of the file>)")
+    parser.add_argument("--program-root", type=Path,
+                        help="folder the file's program is relative to, where trials and agents run (default: the "
+                             "parent of the sweep file's folder if the program is there, else the current folder)")
+    parser.add_argument("--grace", type=seconds, default=10.0,
+                        help="seconds between SIGTERM and SIGKILL when stopped (default 10)")
+    parser.add_argument("--allow-failures", action="store_true", help="exit 0 even when some trials failed")
+    online = parser.add_argument_group("online")
+    online.add_argument("--project", help="wandb project (default: the file's project:, else mlplab)")
+    online.add_argument("--entity", help="wandb entity (default: the file's entity:, else yours)")
+    online.add_argument("--sweep-id", help="join this existing sweep instead of creating one")
+    return parser.parse_args(argv)
+
+
+def listed_trials(config: dict[str, Any], sweep_dir: Path, count: int | None, seed: int) -> list[Trial]:
+    """The trials of a grid (at most `count`) or random sweep (`count` seeded draws)."""
+    if config["method"] == "grid":
+        assignments = grid_assignments(config["parameters"])[:count]
+    elif count:
+        assignments = search.random_assignments(config["parameters"], count, seed)
+    else:
+        raise SweepError(f"method {config['method']} draws trials: say how many with --count, e.g. --count 20")
+    return [make_trial(config, sweep_dir, index, assignment) for index, assignment in enumerate(assignments)]
+
+
+def overrides_to_compose(config: dict[str, Any], sweep_dir: Path, trials: list[Trial]) -> list[list[str]]:
+    """Each listed trial's Hydra overrides; for bayes, every choice and both ends of every range."""
+    if config["method"] == "bayes":
+        trials = [make_trial(config, sweep_dir, index, assignment)
+                  for index, assignment in enumerate(search.probe_assignments(config["parameters"]))]
+    return [program_arguments(config, trial.command) for trial in trials]
+
+
+def print_dry_run(config: dict[str, Any], trials: list[Trial], program_root: Path, sweep_dir: Path,
+                  count: int | None) -> None:
+    if config["method"] == "bayes":
+        print(f"# bayes: {count} trials in all, drawn one by one by Optuna's TPE (study "
+              f"{search.journal_path(sweep_dir)}), run in {program_root}")
+        return
+    print(f"# {len(trials)} {config['method']} trials, run in {program_root}, into {sweep_dir}")
+    for trial in trials:
+        finished = recorded_outcome(trial.directory) == FINISHED
+        print(f"# {trial.trial_id}{' (finished: would be skipped)' if finished else ''}")
+        print(shlex.join(trial.command))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        config = load_sweep(args.file)
+        slots = make_slots(args.gpus, args.agents_per_gpu, args.agents)
+        program_root = resolve_program_root(args.file, config["program"], args.program_root)
+        reason = "--dry-run" if args.dry_run else offline_reason(args.offline)
+        if reason is None:
+            return run_online(config, args.file, slots, program_root, project=args.project, entity=args.entity,
+                              sweep_id=args.sweep_id, sweep_dir=args.sweep_dir, count=args.count,
+                              stagger=args.stagger, grace=args.grace)
+        sweep_dir = (args.sweep_dir or default_sweep_dir(args.file, program_root)).resolve()
+        if config["method"] == "bayes":
+            if not args.count:
+                raise SweepError("method bayes draws trials: say how many in all with --count, e.g. --count 20")
+            search.metric_key(config["metric"]["name"])  # fail before anything runs
+            trials = []
+        else:
+            trials = listed_trials(config, sweep_dir, args.count, args.seed)
+        composed = check_trials_compose(program_root / "conf", args.file,
+                                        overrides_to_compose(config, sweep_dir, trials))
+        if args.dry_run:
+            print_dry_run(config, trials, program_root, sweep_dir, args.count)
+            print(f"# {composed} distinct trial configs compose with Hydra")
+            return 0
+        print(f"offline ({reason}): {config['method']} sweep {args.file}", flush=True)
+        with SweepLock(sweep_dir):
+            # The dir name is a hash: keep the file it came from next to the trials.
+            (sweep_dir / "sweep.yaml").write_bytes(args.file.read_bytes())
+            source = (StudyTrials(config, sweep_dir, args.count, args.seed) if config["method"] == "bayes"
+                      else ListedTrials(trials))
+            return run_offline(source, slots, sweep_dir, program_root, args.stagger, args.grace, args.allow_failures)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,253 @@
+"""The sweep file: load it, hold it to wandb's rules, and turn it into trials' command lines.
+
+The rules are those the wandb server applies when `wandb.sweep` uploads a file (method, metric,
+parameter names, each distribution's keys), checked here first so that an offline sweep and the
+tests catch what the server would refuse. Grid expansion lives here too; draws from distributions
+(random and bayes) are Optuna's, in search.py.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlplab.errors import UserError
+
+METHODS = ("grid", "random", "bayes")
+GOALS = ("minimize", "maximize")
+# wandb's sweep schema: a parameter name is what its server accepts as a key.
+PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# The macros that hand the parameters over as Hydra overrides (key=value, +key=value, ++key=value);
+# wandb's default `${args}` gives --key=value, which Hydra rejects.
+HYDRA_ARG_MACROS = ("${args_no_hyphens}", "${args_append_hydra}", "${args_override_hydra}")
+# Each distribution wandb defines and this launcher can draw from: (keys it needs, keys it may have).
+DISTRIBUTION_KEYS: dict[str, tuple[set[str], set[str]]] = {
+    "constant": ({"value"}, set()),
+    "categorical": ({"values"}, {"probabilities"}),
+    "int_uniform": ({"min", "max"}, set()),
+    "uniform": ({"min", "max"}, set()),
+    "q_uniform": ({"min", "max"}, {"q"}),
+    "log_uniform": ({"min", "max"}, set()),  # min and max are natural logs of the bounds
+    "q_log_uniform": ({"min", "max"}, {"q"}),
+    "log_uniform_values": ({"min", "max"}, set()),
+    "q_log_uniform_values": ({"min", "max"}, {"q"}),
+    "normal": (set(), {"mu", "sigma"}),
+    "q_normal": (set(), {"mu", "sigma", "q"}),
+    "log_normal": (set(), {"mu", "sigma"}),
+    "q_log_normal": (set(), {"mu", "sigma", "q"}),
+}
+
+
+class SweepError(UserError):
+    """The sweep file or the launcher's options cannot work; the message says what to change."""
+
+
+def load_sweep(path: Path) -> dict[str, Any]:
+    """The sweep file as a dict, checked against wandb's rules."""
+    try:
+        config = yaml.safe_load(Path(path).read_text())
+    except OSError as error:
+        raise SweepError(f"cannot read the sweep file {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise SweepError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+    validate_sweep(config, path)
+    return config
+
+
+def validate_sweep(config: Any, path: Path | str = "sweep file") -> None:
+    """Check what wandb's server and this launcher rely on, before anything starts."""
+    if not isinstance(config, dict):
+        raise SweepError(f"{path}: expected a mapping with program, method, metric, parameters, command")
+    program = config.get("program")
+    if not isinstance(program, str) or not program:
+        raise SweepError(f"{path}: program={program!r} is not allowed: the script to run, e.g. program: train.py")
+    method = config.get("method")
+    if method not in METHODS:
+        raise SweepError(f"{path}: method={method!r} is not allowed: one of {', '.join(METHODS)}")
+    metric = config.get("metric")
+    if metric is not None or method == "bayes":
+        if not isinstance(metric, dict) or not isinstance(metric.get("name"), str) or not metric["name"]:
+            raise SweepError(f"{path}: metric={metric!r} is not allowed: e.g. metric: {{name: val/acc, goal: maximize}}")
+        if metric.get("goal", "minimize") not in GOALS:
+            raise SweepError(f"{path}: metric.goal={metric.get('goal')!r} is not allowed: minimize or maximize")
+    parameters = config.get("parameters")
+    if not isinstance(parameters, dict) or not parameters:
+        raise SweepError(f"{path}: parameters={parameters!r} is not allowed: a mapping of Hydra keys to "
+                         "value/values/distribution")
+    for name, spec in parameters.items():
+        validate_parameter(name, spec, method, path)
+    command = config.get("command")
+    if not isinstance(command, list) or "${program}" not in command:
+        raise SweepError(f"{path}: command={command!r} is not allowed: a list like "
+                         "[${env}, ${interpreter}, ${program}, trainer.max_epochs=10, ${args_no_hyphens}]")
+    if not any(macro in command for macro in HYDRA_ARG_MACROS):
+        raise SweepError(f"{path}: the command passes no parameters Hydra can read: end it with ${{args_no_hyphens}} "
+                         "(wandb's default ${args} gives --key=value, which Hydra rejects)")
+
+
+def distribution_of(spec: dict[str, Any]) -> str:
+    """The distribution a parameter names, inferred as wandb infers it when not named."""
+    if "distribution" in spec:
+        return spec["distribution"]
+    if "value" in spec:
+        return "constant"
+    if "values" in spec:
+        return "categorical"
+    if "mu" in spec or "sigma" in spec:
+        return "normal"
+    both_int = all(isinstance(spec.get(key), int) and not isinstance(spec.get(key), bool) for key in ("min", "max"))
+    return "int_uniform" if both_int else "uniform"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_parameter(name: Any, spec: Any, method: str, path: Path | str) -> None:
+    """One parameter: a wandb name, and a value, a list of values, or a distribution with its keys."""
+    where = f"{path}: parameters.{name}"
+    if not isinstance(name, str) or not PARAMETER_NAME.match(name):
+        raise SweepError(f"{where} is not allowed: wandb accepts names matching {PARAMETER_NAME.pattern} "
+                         "(no +/++ prefix; to sweep a config group Hydra must append, see sweeps/README.md)")
+    if not isinstance(spec, dict):
+        raise SweepError(f"{where}={spec!r} is not allowed: a mapping with value, values or a distribution")
+    if "parameters" in spec:
+        raise SweepError(f"{where}: nested parameters become one dict-valued argument; use a dotted key (l2.weight)")
+    distribution = distribution_of(spec)
+    if distribution not in DISTRIBUTION_KEYS:
+        raise SweepError(f"{where}.distribution={distribution!r} is not allowed: one of {', '.join(DISTRIBUTION_KEYS)}")
+    needed, optional = DISTRIBUTION_KEYS[distribution]
+    if missing := sorted(needed - spec.keys()):
+        raise SweepError(f"{where}: distribution {distribution} needs {' and '.join(missing)}")
+    if extra := sorted(spec.keys() - needed - optional - {"distribution"}):
+        raise SweepError(f"{where}.{extra[0]} is not allowed with distribution {distribution}: "
+                         f"it takes {', '.join(sorted(needed | optional))}")
+    if method == "grid" and distribution not in ("constant", "categorical"):
+        raise SweepError(f"{where}: a grid needs value: or values: for every parameter, not distribution {distribution}")
+    if distribution == "categorical":
+        _validate_values(where, spec)
+    elif distribution != "constant":
+        _validate_bounds(where, distribution, spec)
+
+
+def _validate_values(where: str, spec: dict[str, Any]) -> None:
+    values = spec["values"]
+    if not isinstance(values, list) or not values:
+        raise SweepError(f"{where}.values={values!r} is not allowed: a non-empty list")
+    probabilities = spec.get("probabilities")
+    if probabilities is not None and (
+        not isinstance(probabilities, list) or len(probabilities) != len(values)
+        or not all(_is_number(p) and p >= 0 for p in probabilities) or abs(sum(probabilities) - 1) > 1e-6
+    ):
+        raise SweepError(f"{where}.probabilities={probabilities!r} is not allowed: one number >= 0 per value, "
+                         "summing to 1")
+
+
+def _validate_bounds(where: str, distribution: str, spec: dict[str, Any]) -> None:
+    for key in ("min", "max", "mu", "sigma", "q"):
+        if key in spec and not _is_number(spec[key]):
+            raise SweepError(f"{where}.{key}={spec[key]!r} is not allowed: a number (in YAML write 1.0e-5, not 1e-5)")
+    if "min" in spec and not spec["min"] < spec["max"]:
+        raise SweepError(f"{where}: min={spec['min']!r}, max={spec['max']!r} is not allowed: min < max")
+    if distribution == "int_uniform" and not all(isinstance(spec[key], int) for key in ("min", "max")):
+        raise SweepError(f"{where}: int_uniform needs integer min and max, got {spec['min']!r}, {spec['max']!r}")
+    if distribution.endswith("log_uniform_values") and spec["min"] <= 0:
+        raise SweepError(f"{where}.min={spec['min']!r} is not allowed: {distribution} needs min > 0")
+    for key in ("sigma", "q"):
+        if key in spec and spec[key] <= 0:
+            raise SweepError(f"{where}.{key}={spec[key]!r} is not allowed: a number > 0")
+
+
+# ---------------------------------------------------------------------------------------------
+# Trials: parameter assignments and the command line of each
+
+
+def grid_assignments(parameters: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every combination of the parameters' values, in file order (the last parameter varies fastest)."""
+    names = list(parameters)
+    choices = [[spec["value"]] if "value" in spec else spec["values"] for spec in parameters.values()]
+    return [dict(zip(names, combination)) for combination in itertools.product(*choices)]
+
+
+def shown_overrides(assignment: dict[str, Any]) -> list[str]:
+    """`key=value` for each parameter, as wandb's agent writes `${args_no_hyphens}` (str() of each value)."""
+    return [f"{name}={value}" for name, value in assignment.items()]
+
+
+def command_line(config: dict[str, Any], assignment: dict[str, Any], run_dir: Path) -> list[str]:
+    """The file's `command:` with the macros filled in as `wandb agent` fills them, plus the run dir.
+
+    `${env}` becomes nothing (the agent's /usr/bin/env only finds the interpreter on PATH) and
+    `${interpreter}` this Python. `${program}` stays as written: trials run in the program root.
+    """
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+
+    # wandb's own macro values, so that an offline trial gets the arguments an online one gets.
+    macros: dict[str, list[str]] = create_sweep_command_args(
+        {"args": {name: {"value": value} for name, value in assignment.items()}}
+    )
+    macros |= {"env": [], "interpreter": [sys.executable], "program": [config["program"]]}
+    command: list[str] = []
+    for chunk in create_sweep_command([str(part) for part in config["command"]]):
+        if chunk.startswith("${") and chunk.endswith("}"):
+            command += [str(part) for part in macros.get(chunk[2:-1], [])]
+        else:
+            command.append(chunk)
+    return [*command, f"hydra.run.dir={run_dir}"]
+
+
+def program_arguments(config: dict[str, Any], command: list[str]) -> list[str]:
+    """The Hydra overrides a trial's command hands its program (what follows the program's path)."""
+    arguments = command[command.index(config["program"]) + 1:]
+    return [argument for argument in arguments if not argument.lstrip("+").startswith(("hydra.", "-"))]
+
+
+def trial_id(index: int, assignment: dict[str, Any]) -> str:
+    """`<index>-<hash of the values>`: draws from another --seed never reuse a finished trial's dir."""
+    digest = hashlib.sha256(json.dumps(shown_overrides(assignment)).encode()).hexdigest()[:6]
+    return f"{index:03d}-{digest}"
+
+
+@dataclass
+class Trial:
+    """One trial: its id (also its directory's name), the values shown, and the full command line."""
+
+    trial_id: str
+    overrides: list[str]
+    command: list[str]
+    directory: Path
+    number: int | None = None  # the Optuna trial number, for a bayes sweep
+
+
+def make_trial(config: dict[str, Any], sweep_dir: Path, index: int, assignment: dict[str, Any]) -> Trial:
+    directory = sweep_dir / trial_id(index, assignment)
+    return Trial(directory.name, shown_overrides(assignment), command_line(config, assignment, directory), directory)
+
+
+def default_sweep_dir(sweep_file: Path, program_root: Path, suffix: str | None = None) -> Path:
+    """outputs/sweeps/<stem>-<8 hex of the file's content>: a rerun of the same file finds the same dir."""
+    suffix = suffix or hashlib.sha256(Path(sweep_file).read_bytes()).hexdigest()[:8]
+    return program_root / "outputs" / "sweeps" / f"{Path(sweep_file).stem}-{suffix}"
+
+
+def resolve_program_root(sweep_file: Path, program: str, program_root: Path | None) -> Path:
+    """The folder the program path is relative to; trials and agents run there.
+
+    `--program-root` when given; else the project the sweep file belongs to (the parent of its
+    folder, so sweeps/x.yaml -> the repo root) when it holds the program; else the current folder,
+    which is where `wandb agent` itself looks.
+    """
+    candidates = [program_root] if program_root else [Path(sweep_file).resolve().parent.parent, Path.cwd()]
+    for root in candidates:
+        if (root / program).is_file():
+            return root.resolve()
+    tried = " or ".join(str(root / program) for root in candidates)
+    raise SweepError(f"program {program!r} not found at {tried}: run from the project root or pass --program-root")

@@ -1,0 +1,152 @@
+"""One trial on this machine: its process, its record and its outcome.
+
+The launcher's record of a trial is <trial dir>/trial.json (command, slot, CUDA_VISIBLE_DEVICES,
+pid, returncode, outcome, started, ended); the run's own record is status.json, written by train.py
+in the same directory. Neither writes the other's file. The outcome rules:
+
+- exit 0 is `finished` only if the run's status.json says finished (else it is not finished);
+- a trial the launcher ended (it was stopped) is `interrupted`; so is one whose status.json says so;
+- killed by a signal the launcher did not send (the OOM killer...): `crashed`;
+- any other exit code: `failed`.
+
+On a rerun a finished trial is skipped; an interrupted one continues from its own checkpoint
+(`resume=<trial dir>`) when it has one, and everything else is set aside to <sweep dir>/.previous/
+and started over. A record that says `running` whose process is gone was left by a killed launcher:
+that trial was interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from mlplab import runfiles
+from mlplab.runfiles import FAILED, FINISHED, INTERRUPTED, RUNNING
+from mlplab.sweep.processes import start_process
+from mlplab.sweep.slots import Slot, slot_env
+from mlplab.sweep.spec import SweepError, Trial
+
+CRASHED = "crashed"
+OUTCOMES = (FINISHED, FAILED, CRASHED, INTERRUPTED)
+TRIAL_FILE, LOG_FILE, PREVIOUS_DIR = "trial.json", "trial.log", ".previous"
+RESUMABLE_CHECKPOINTS = ("last.ckpt", "interrupted.ckpt")
+
+
+def outcome_of(returncode: int | None, ended_by_launcher: bool, run_status: str | None) -> str:
+    """A trial's outcome from its exit code, whether the launcher ended it, and its status.json."""
+    if returncode == 0 and run_status == FINISHED:
+        return FINISHED  # also when it finished just as the launcher was stopping
+    if ended_by_launcher or run_status == INTERRUPTED:
+        return INTERRUPTED
+    if returncode is not None and returncode < 0:
+        return CRASHED
+    return FAILED  # non-zero, never started (None), or exit 0 without status.json saying finished
+
+
+def read_record(directory: Path) -> dict[str, Any]:
+    return runfiles.read_json(directory / TRIAL_FILE) or {}
+
+
+def write_record(directory: Path, record: dict[str, Any]) -> None:
+    runfiles.write_json(directory / TRIAL_FILE, record)
+
+
+def pid_runs_trial(pid: int, directory: Path) -> bool:
+    """Whether `pid` is alive and still this trial's process (a pid can be reused by another)."""
+    try:
+        os.kill(pid, 0)
+        return str(directory) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except (ProcessLookupError, PermissionError, FileNotFoundError):
+        return False
+
+
+def recorded_outcome(directory: Path) -> str | None:
+    """What the last attempt came to; None when the trial never started."""
+    record = read_record(directory)
+    outcome = record.get("outcome")
+    if outcome != RUNNING:
+        return outcome
+    pid = record.get("pid")
+    if pid and pid_runs_trial(pid, directory):
+        raise SweepError(f"trial {directory.name} is still running (pid {pid}) from a launcher that was killed: "
+                         f"end it with `kill -- -{pid}` or let it finish, then rerun")
+    return INTERRUPTED  # its launcher was killed, and the trial with it
+
+
+def resumable(directory: Path) -> bool:
+    return any((directory / runfiles.CHECKPOINTS_DIR / name).is_file() for name in RESUMABLE_CHECKPOINTS)
+
+
+def set_aside(directory: Path) -> None:
+    """Move an earlier attempt to <sweep dir>/.previous/<trial id>.<n>, so the rerun starts clean."""
+    if not directory.exists():
+        return
+    previous = directory.parent / PREVIOUS_DIR
+    previous.mkdir(exist_ok=True)
+    attempt = 1
+    while (previous / f"{directory.name}.{attempt}").exists():
+        attempt += 1
+    directory.rename(previous / f"{directory.name}.{attempt}")
+
+
+@dataclass
+class RunningTrial:
+    trial: Trial
+    slot: Slot
+    process: subprocess.Popen | None
+    record: dict[str, Any]
+    log: IO
+
+
+def start_trial(trial: Trial, slot: Slot, slot_count: int, cwd: Path) -> RunningTrial:
+    """Start the trial's process (continuing an interrupted attempt from its checkpoint)."""
+    command = trial.command
+    resumed = recorded_outcome(trial.directory) == INTERRUPTED and resumable(trial.directory)
+    if resumed:
+        command = [*command, f"resume={trial.directory}"]
+    else:
+        set_aside(trial.directory)
+        trial.directory.mkdir(parents=True)
+    env = slot_env(slot, slot_count)
+    record: dict[str, Any] = {
+        "trial": trial.trial_id, "overrides": trial.overrides, "command": command, "resumed": resumed,
+        "slot": slot.index, "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
+        "omp_num_threads": env.get("OMP_NUM_THREADS"), "pid": None, "returncode": None, "outcome": RUNNING,
+        "started": runfiles.now(), "ended": None,
+    }
+    if trial.number is not None:
+        record["optuna_trial"] = trial.number
+    log = (trial.directory / LOG_FILE).open("a")
+    log.write(f"# {runfiles.now()} slot {slot.index}: {shlex.join(command)}\n")
+    log.flush()
+    try:
+        process = start_process(command, env, cwd, log)
+    except OSError as error:  # e.g. the interpreter is gone: this trial fails, the others go on
+        log.write(f"cannot start {command[0]}: {error}\n")
+        process = None
+    record["pid"] = process.pid if process else None
+    write_record(trial.directory, record)
+    return RunningTrial(trial, slot, process, record, log)
+
+
+def finish_trial(running: RunningTrial, ended_by_launcher: bool) -> str:
+    """Record how the trial's process ended; its outcome."""
+    returncode = running.process.wait() if running.process else None
+    running.log.close()
+    run_status = runfiles.read_status(running.trial.directory).get("status")
+    outcome = outcome_of(returncode, ended_by_launcher, run_status)
+    running.record.update(returncode=returncode, outcome=outcome, run_status=run_status, ended=runfiles.now())
+    if outcome in (FAILED, CRASHED):
+        running.record["error"] = failure_reason(running.trial.directory, returncode, run_status)
+    write_record(running.trial.directory, running.record)
+    return outcome
+
+
+def failure_reason(directory: Path, returncode: int | None, run_status: str | None) -> str:
+    if returncode == 0:
+        return f"exited 0 but its status.json says {run_status or 'nothing (no status.json)'}"
+    return runfiles.error_line(directory, LOG_FILE)
