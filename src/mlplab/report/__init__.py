@@ -1,0 +1,41 @@
+"""Review finished training runs without a server: one self-contained HTML page and a Markdown file.
+
+`python -m mlplab.report DIR [--metric test_acc] [--out DIR/report.html]` finds every run directory
+under DIR, loads them into one pandas DataFrame (`runs.py`), groups and formats it (`tables.py`),
+and writes `report.html` (`html.py` through templates/report.html.j2, charts from `mlplab.plots`,
+every image embedded) and `report.md` (`markdown.py`) from the same tables. Runs without a result
+(failed, crashed, interrupted, still running) get a table of their own with their real error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mlplab.errors import UserError
+from mlplab.runfiles import write_text
+
+
+def write_report(root: Path, out: Path, metric: str, minimize: bool | None = None) -> tuple[Path, Path, int, int]:
+    """Write the HTML report of the runs under root to `out` and the Markdown next to it; return
+    both paths, the number of finished runs and of the others."""
+    # Imported here so that `--help` and a wrong DIR answer without loading pandas and matplotlib.
+    from mlplab.report import html, markdown, tables
+    from mlplab.report.runs import load_runs
+
+    if not root.is_dir():
+        raise UserError(f"DIR={root} is not a directory: pass the folder holding the run directories "
+                        "(e.g. outputs/).")
+    frame = load_runs(root)
+    if frame.empty:
+        raise UserError(f"no run directories under {root}: none holds a metrics.json, status.json, "
+                        "trial.json or .hydra/overrides.yaml. Pass the folder train.py wrote to (hydra.run.dir or outputs/).")
+    tables.check_metric(frame, metric)
+    minimize = tables.lower_is_better(metric) if minimize is None else minimize
+    runs = tables.ranked_runs(frame, metric, minimize)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"--out {out}: cannot create {out.parent}: {error.strerror or error}.") from None
+    write_text(out, html.report_html(root, frame, runs, metric, minimize))
+    markdown_path = write_text(out.with_suffix(".md"), markdown.report_markdown(root, frame, runs, metric, minimize))
+    return out, markdown_path, len(runs), len(frame) - len(runs)
