@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import mlplab.rundir  # noqa: F401 - registers the run-directory resolvers used by conf/eval.yaml
+import mlplab.runfiles  # noqa: F401 - registers the run-directory resolvers used by conf/eval.yaml
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

@@ -5,7 +5,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-import mlplab.rundir  # noqa: F401 - registers the run-directory resolvers used by conf/config.yaml
+import mlplab.runfiles  # noqa: F401 - registers the run-directory resolvers used by conf/config.yaml
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -19,7 +19,14 @@ def main(cfg: DictConfig) -> float | None:
 
         metrics = run(cfg)
     except UserError as error:
+        from mlplab.runfiles import record_refusal
+
+        record_refusal(cfg.paths.output_dir, error)
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except OSError as error:  # a full disk or a vanished folder while writing checkpoints or logs
+        print(f"error: {error.strerror or error}: {error.filename or cfg.paths.output_dir}; free space there "
+              "or point paths.output_root=... at another folder", file=sys.stderr)
         sys.exit(1)
     return metrics["val_acc_best"]
 

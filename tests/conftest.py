@@ -1,23 +1,15 @@
-"""Shared fixtures: the real MNIST folder, composed configs, and running the entry points."""
+"""Fixtures: the real MNIST folder and composed configs. Shared plain code lives in tests/helpers."""
 
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-REPO = Path(__file__).resolve().parents[1]
-CONF = REPO / "conf"
-
-
-def mnist_root() -> Path:
-    return Path(os.environ.get("MNIST_ROOT", REPO.parent / "shared" / "data")).resolve()
+from helpers import SHORT_RUN, compose_config, mnist_root, run_script
 
 
 @pytest.fixture(scope="session")
@@ -35,22 +27,13 @@ def mnist() -> Path:
 @pytest.fixture
 def compose_cfg() -> Callable[..., DictConfig]:
     """Compose the real config tree with overrides, as train.py would."""
-
-    def _compose(*overrides: str, config_name: str = "config") -> DictConfig:
-        with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-            return compose(config_name=config_name, overrides=list(overrides))
-
-    return _compose
+    return compose_config
 
 
-def run_script(script: str, *overrides: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600):
-    """Run train.py or eval.py as a user would; return the CompletedProcess."""
-    full_env = {**os.environ, "MNIST_ROOT": str(mnist_root()), "WANDB_MODE": "offline", **(env or {})}
-    return subprocess.run(
-        [sys.executable, str(REPO / script), *overrides],
-        cwd=cwd,
-        env=full_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+@pytest.fixture(scope="session")
+def reference_run(mnist, tmp_path_factory) -> Path:
+    """SHORT_RUN trained once without interruption, for the tests that compare against it."""
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    result = run_script("train.py", *SHORT_RUN, f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir

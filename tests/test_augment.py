@@ -9,15 +9,18 @@ import pytorch_lightning as pl
 import torch
 import torchvision.transforms.functional as TF
 from hydra.utils import instantiate
-from hydra import compose, initialize_config_dir
 from torchvision.transforms import InterpolationMode
 
-from conftest import CONF, run_script
-from mlplab.augment import BatchAugment, affine_matrices, preview, warp
+from helpers import compose_config, options, read_png, run_script
+from mlplab import plots
+from mlplab.plots.run import augmentation_figure
+from mlplab.augment import BatchAugment, affine_matrices, warp
+from mlplab.checks import check_config
 from mlplab.data import MNISTDataModule, ShardedPermutation, load_split
+from mlplab.errors import ConfigError
 from mlplab.train import build_module
 
-AUGMENTS = sorted(p.stem for p in (CONF / "augment").glob("*.yaml"))
+AUGMENTS = options("augment")
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +29,7 @@ def digits(mnist) -> torch.Tensor:
 
 
 def load(name: str) -> BatchAugment:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return instantiate(compose("config", overrides=[f"augment={name}"]).augment)
+    return instantiate(compose_config(f"augment={name}").augment)
 
 
 def test_identity_settings_return_the_input_unchanged(digits):
@@ -63,14 +65,38 @@ def test_same_seed_same_draw(digits, name):
     assert torch.equal(first, again) and not torch.equal(first, other)
 
 
-def test_bad_ranges_are_refused():
-    with pytest.raises(ValueError, match="augment.scale"):
-        BatchAugment(scale=(1.2, 0.8))
+@pytest.mark.parametrize("override, key", [
+    ("augment.scale=[1.2,0.8]", "augment.scale"),
+    ("augment.rotation=-5", "augment.rotation"),
+    ("augment.translate=3", "augment.translate"),
+    ("augment.elastic_sigma=0", "augment.elastic_sigma"),
+])
+def test_bad_ranges_are_refused_by_the_config_checks(override, key):
+    with pytest.raises(ConfigError, match=key):
+        check_config(compose_config("augment=affine_elastic", override))
 
 
-def test_preview_writes_a_png(digits, tmp_path):
-    path = preview(load("affine"), digits[:4], tmp_path / "grid.png")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_the_side_is_read_off_the_batch_not_assumed():
+    small = torch.rand(3, 14 * 14)
+    out = BatchAugment(rotation=20, elastic_alpha=5)(small, torch.Generator().manual_seed(0))
+    assert out.shape == small.shape and not torch.equal(out, small)
+
+
+def test_preview_figure_shows_the_digits(digits, tmp_path):
+    augment = load("affine")
+    copies = [augment(digits[:4], torch.Generator().manual_seed(seed)) for seed in range(3)]
+    pixels = read_png(plots.save(augmentation_figure(digits[:4], copies), tmp_path / "grid.png"))
+    blank = augmentation_figure(torch.zeros(4, 784), [torch.zeros(4, 784)] * 3)
+    blank_pixels = read_png(plots.save(blank, tmp_path / "blank.png"))
+    # The strokes of 16 digits: a figure without its images would equal the blank one.
+    assert (abs(pixels.astype(int) - blank_pixels.astype(int)).max(axis=-1) > 60).mean() > 0.03
+
+
+@pytest.mark.slow
+def test_preview_command_writes_a_png(mnist, tmp_path):
+    result = run_script("mlplab.preview", "augment=elastic", f"out={tmp_path / 'x.png'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert read_png(tmp_path / "x.png").shape[0] > 100
 
 
 class CaptureBatches(pl.Callback):

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from PIL import Image
 from torch import nn
 
-from mlplab import figures
+from helpers import CONF, coloured_fraction, read_png
+from mlplab import figures, plots
+from mlplab.plots import chapter
 from mlplab.model import MLP
 from mlplab.train import build_module
-
-CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
 def option(group: str, name: str) -> Callable[..., nn.Module]:
@@ -107,9 +105,13 @@ def test_about_half_of_hidden_relus_are_zero_with_normal_weights_and_inputs():
     net = MLP(input_size=784, hidden_sizes=[512], num_classes=10, activation=option("activation", "relu"),
               norm=option("norm", "none"), init="kaiming")
     inputs = torch.randn(2000, 784)
+    (relu,) = net.hidden_activations()
+    outputs: list[torch.Tensor] = []
+    relu.register_forward_hook(lambda module, args, output: outputs.append(output))
     with torch.no_grad():
-        hidden = net.layers[:3](inputs)  # Linear -> norm (identity) -> ReLU of the first block
-    assert isinstance(net.layers[2], nn.ReLU)
+        net(inputs)
+    assert isinstance(relu, nn.ReLU)
+    hidden = outputs[0]
     zero_fraction = (hidden == 0).float().mean().item()
     assert 0.45 < zero_fraction < 0.55
 
@@ -127,11 +129,17 @@ def logits_net(num_classes: int) -> MLP:
     return net
 
 
-def test_predict_gives_probabilities_in_zero_one_that_sum_to_one():
+def probabilities_of(net: MLP, inputs: torch.Tensor) -> torch.Tensor:
+    """Softmax of the logits: what the cross-entropy loss turns the outputs into."""
+    with torch.no_grad():
+        return torch.softmax(net(inputs), dim=-1)
+
+
+def test_softmax_gives_probabilities_in_zero_one_that_sum_to_one():
     torch.manual_seed(0)
     net = MLP(input_size=784, hidden_sizes=[100], num_classes=10, activation=option("activation", "relu"),
               norm=option("norm", "batch")).eval()
-    probabilities = net.predict(torch.randn(500, 784) * 5)
+    probabilities = probabilities_of(net, torch.randn(500, 784) * 5)
     assert probabilities.shape == (500, 10)
     assert (probabilities >= 0).all() and (probabilities <= 1).all()
     assert torch.allclose(probabilities.sum(dim=1), torch.ones(500), atol=1e-6)
@@ -139,7 +147,7 @@ def test_predict_gives_probabilities_in_zero_one_that_sum_to_one():
 
 def test_softmax_widens_the_ratio_of_scores_one_and_two():
     scores = torch.tensor([[1.0, 2.0]])
-    probabilities = logits_net(2).predict(scores)[0]
+    probabilities = probabilities_of(logits_net(2), scores)[0]
     ratio = (probabilities[0] / probabilities[1]).item()
     raw_ratio = (scores[0, 0] / scores[0, 1]).item()
     assert round(ratio, 2) == 0.37
@@ -153,7 +161,7 @@ def test_cross_entropy_of_the_module_is_minus_log_probability_of_the_target(comp
     images, labels = torch.rand(32, 784), torch.arange(32) % 10
     module.train()
     loss, _, _ = module.training_losses((images, labels))  # F.cross_entropy(logits, labels)
-    probabilities = module.net.predict(images)  # the same batch statistics: still in training mode
+    probabilities = probabilities_of(module.net, images)  # the same batch statistics: still in training mode
     minus_log_p = -probabilities[torch.arange(32), labels].log()
     assert loss.item() == pytest.approx(minus_log_p.mean().item(), rel=1e-5)
     # With a one-hot target the sum over classes of -y log p keeps only the target's term.
@@ -295,15 +303,23 @@ def test_one_sgd_step_with_the_penalty_is_theta_minus_eta_times_gradient_plus_tw
 # ---------------------------------------------------------------- figures without training
 
 
-def test_pure_figures_are_written_as_png(tmp_path):
+def test_pure_figures_are_written_and_show_their_curves(tmp_path):
     written = figures.draw_pure_figures(tmp_path)
     assert sorted(path.name for path in written) == ["activations.png", "norm_axes.png", "sigmoid_squashing.png"]
     for path in written:
-        with Image.open(path) as image:
-            assert image.format == "PNG"
-            image.verify()
-            width, height = image.size
-        assert width >= 800 and height >= 300, (path.name, image.size)
+        pixels = read_png(path)
+        height, width, _ = pixels.shape
+        assert width >= 800 and height >= 300, (path.name, pixels.shape)
+        # Coloured curves or heat maps: a figure whose content was removed keeps only black text and axes.
+        assert coloured_fraction(pixels) > 0.01, path.name
+
+
+def test_a_figure_without_its_curves_fails_the_content_check(tmp_path):
+    figure = chapter.activations_figure({"relu": nn.ReLU(), "tanh": nn.Tanh()})
+    for axis in figure.axes:
+        for line in list(axis.get_lines()):
+            line.remove()
+    assert coloured_fraction(read_png(plots.save(figure, tmp_path / "empty.png"))) < 0.002
 
 
 def test_gradient_norms_are_read_from_the_sparse_epoch_rows_of_metrics_csv(tmp_path):
@@ -323,6 +339,5 @@ def test_gradient_norms_are_read_from_the_sparse_epoch_rows_of_metrics_csv(tmp_p
     assert norms == {0: [0.002, 0.001], 1: [0.2, 0.25]}
     assert figures.first_to_last_ratio(norms, 0) == pytest.approx(0.01)
     assert figures.first_to_last_ratio(norms) == pytest.approx(0.004)
-    path = figures.save(figures.gradient_norms_figure({"a": run, "b": run}), tmp_path / "g.png")
-    with Image.open(path) as image:
-        assert image.format == "PNG"
+    path = plots.save(chapter.gradient_norms_figure({"a": (epochs, norms), "b": (epochs, norms)}), tmp_path / "g.png")
+    assert coloured_fraction(read_png(path)) > 0.002

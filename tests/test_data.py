@@ -98,7 +98,7 @@ def test_damaged_file_is_rejected_with_its_name_and_expected_md5(mnist, tmp_path
 
 def test_missing_files_name_the_folder_and_mnist_root(tmp_path):
     with pytest.raises(MNISTDataError) as error:
-        MNISTDataModule(str(tmp_path), download=False).prepare_data()
+        MNISTDataModule(str(tmp_path), download=False).setup()
     message = str(error.value)
     assert str(raw_dir(tmp_path)) in message and "MNIST_ROOT" in message
     assert all(name in message for name in MNIST_FILES)
@@ -158,3 +158,17 @@ def test_datamodule_yields_normalized_float_batches(mnist):
     assert x.shape == (64, 784) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert 0.0 <= x.min().item() and x.max().item() <= 1.0
     assert len(datamodule.train_dataloader()) == -(-59_000 // 64)
+
+
+def test_eval_names_its_own_data_root_key(tmp_path):
+    with pytest.raises(MNISTDataError, match="data_root=") as error:
+        MNISTDataModule(str(tmp_path), download=False, root_key="data_root").setup()
+    assert "data.root" not in str(error.value)
+
+
+def test_prepare_data_assigns_no_state(mnist):
+    # Lightning runs prepare_data on one process only: state set there would be missing on the others.
+    datamodule = MNISTDataModule(str(mnist))
+    before = dict(vars(datamodule))
+    datamodule.prepare_data()
+    assert {key: value for key, value in vars(datamodule).items() if key in before} == before

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 
-from conftest import REPO, mnist_root, run_script
+from helpers import run_script, start_script
 
 
 def wandb_records(run_dir) -> bytes:
@@ -20,14 +18,9 @@ def wandb_records(run_dir) -> bytes:
 
 @pytest.mark.slow
 def test_offline_wandb_runs_in_parallel_each_keep_config_and_summary(mnist, tmp_path):
-    env = {**os.environ, "MNIST_ROOT": str(mnist_root()), "WANDB_MODE": "offline"}
     runs = [tmp_path / "relu", tmp_path / "gelu"]
-    processes = [
-        subprocess.Popen([sys.executable, str(REPO / "train.py"), "+experiment=smoke", "logger=default",
-                          f"activation={run.name}", f"hydra.run.dir={run}"], cwd=REPO, env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for run in runs
-    ]
+    processes = [start_script("train.py", "+experiment=smoke", "logger=default", f"activation={run.name}",
+                              f"hydra.run.dir={run}", stderr=subprocess.STDOUT) for run in runs]
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     for run, process, output in zip(runs, processes, outputs):
         assert process.returncode == 0, output[-3000:]

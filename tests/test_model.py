@@ -7,11 +7,11 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONF
+from helpers import CONF, options
 from mlplab.model import INITS, MLP
 
-ACTIVATIONS = sorted(p.stem for p in (CONF / "activation").glob("*.yaml"))
-NORMS = sorted(p.stem for p in (CONF / "norm").glob("*.yaml"))
+ACTIVATIONS = options("activation")
+NORMS = options("norm")
 LINEAR_PARAMS = (784 * 100 + 100) + (100 * 10 + 10)
 ACTIVATION_PARAMS = {"prelu": 1, "swish": 1}  # one learnable slope / beta per hidden layer
 NORM_PARAMS = {"none": 0, "batch": 200, "layer": 200, "rms": 100}  # affine weight (+ bias) per unit
@@ -70,10 +70,12 @@ def test_block_order_is_linear_norm_activation_dropout():
     assert kinds == ["Linear", "LayerNorm", "GELU", "Dropout"] * 2 + ["Linear"]
 
 
-def test_predict_returns_probabilities():
-    net = build().eval()
-    probs = net.predict(torch.randn(5, 784))
-    assert torch.all(probs >= 0) and torch.allclose(probs.sum(-1), torch.ones(5))
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_the_model_names_its_hidden_activations(dropout):
+    net = build("gelu", "layer", hidden_sizes=[64, 32, 16], dropout=dropout)
+    activations = net.hidden_activations()
+    assert len(activations) == 3 and all(isinstance(module, torch.nn.GELU) for module in activations)
+    assert len({id(module) for module in activations}) == 3  # one module per block
 
 
 @pytest.mark.parametrize("init", [name for name in INITS if name != "default"])
@@ -86,6 +88,3 @@ def test_inits_zero_biases_and_scale_weights(init):
     assert first.weight.std().item() == pytest.approx(expected_std[init], rel=0.05)
 
 
-def test_unknown_init_is_refused():
-    with pytest.raises(ValueError, match="model.init"):
-        build(init="orthogonal")

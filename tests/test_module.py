@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
+
 from mlplab.module import MLPClassifier
 from mlplab.train import build_module
 
 
-def make_module(compose_cfg, *overrides: str) -> MLPClassifier:
-    return build_module(compose_cfg(*overrides))
+def make_module(compose_cfg, *overrides: str, input_size: int = 784, num_classes: int = 10) -> MLPClassifier:
+    return build_module(compose_cfg(*overrides), SimpleNamespace(input_size=input_size, num_classes=num_classes))
 
 
 def test_l2_penalty_matches_hand_computation_and_skips_biases_and_norms(compose_cfg):
-    module = make_module(compose_cfg, "model.hidden_sizes=[3]", "model.input_size=4", "model.num_classes=2",
-                         "norm=batch", "activation=prelu", "l2=penalty", "l2.weight=0.5")
+    module = make_module(compose_cfg, "model.hidden_sizes=[3]", "norm=batch", "activation=prelu", "l2=penalty", "l2.weight=0.5",
+                         input_size=4, num_classes=2)
     with torch.no_grad():
         for p in module.parameters():
             p.fill_(2.0)

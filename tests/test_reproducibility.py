@@ -3,44 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import REPO, mnist_root, run_script
+from helpers import SHORT_RUN, assert_same_weights, final_metrics, final_weights, run_script, start_script, wait_for
 
-# Dropout and affine augmentation draw from every generator the project seeds.
-RUN = ["+experiment=smoke", "trainer.max_epochs=3", "trainer.limit_train_batches=60", "dropout=p02",
-       "augment=affine", "trainer.limit_val_batches=2"]
-TIMING_KEYS = {"fit_seconds", "wall_seconds", "output_dir"}
+# Every test here trains through train.py.
+pytestmark = pytest.mark.slow
 
-
-def final_metrics(run_dir: Path) -> dict:
-    return {k: v for k, v in json.loads((run_dir / "metrics.json").read_text()).items() if k not in TIMING_KEYS}
-
-
-def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
-
-
-def assert_same_weights(first: Path, second: Path) -> None:
-    a, b = final_weights(first), final_weights(second)
-    assert a.keys() == b.keys()
-    assert all(torch.equal(a[k], b[k]) for k in a), "final weights differ"
-
-
-@pytest.fixture(scope="module")
-def reference_run(mnist, tmp_path_factory) -> Path:
-    run_dir = tmp_path_factory.mktemp("reference") / "run"
-    result = run_script("train.py", *RUN, f"hydra.run.dir={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    return run_dir
+RUN = SHORT_RUN
 
 
 def test_same_config_and_seed_give_identical_metrics_and_weights(reference_run, tmp_path):
@@ -75,23 +49,13 @@ def test_rerun_from_the_saved_config_reproduces_the_metrics(reference_run, tmp_p
 
 
 def start_training(run_dir: Path, *extra: str) -> subprocess.Popen:
-    env = {**os.environ, "MNIST_ROOT": str(mnist_root()), "WANDB_MODE": "offline"}
-    return subprocess.Popen([sys.executable, str(REPO / "train.py"), *RUN, *extra, f"hydra.run.dir={run_dir}"],
-                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def wait_for_checkpoint(process: subprocess.Popen, run_dir: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not (run_dir / "checkpoints" / "last.ckpt").exists():
-        assert process.poll() is None, process.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.05)
+    return start_script("train.py", *RUN, *extra, f"hydra.run.dir={run_dir}")
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(reference_run, tmp_path):
     run_dir = tmp_path / "run"
     process = start_training(run_dir)
-    wait_for_checkpoint(process, run_dir)
+    wait_for(run_dir / "checkpoints" / "last.ckpt", process)
     process.kill()
     process.wait()
     assert not (run_dir / "metrics.json").exists()
@@ -100,16 +64,6 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(reference_run, tmp_path
     assert final_metrics(run_dir) == final_metrics(reference_run)
     assert_same_weights(run_dir, reference_run)
     assert json.loads((run_dir / "run_info.json").read_text())["resumed"]
-
-
-def test_ctrl_c_saves_a_checkpoint_and_says_how_to_resume(mnist, tmp_path):
-    process = start_training(tmp_path, "trainer.max_epochs=50")
-    wait_for_checkpoint(process, tmp_path)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode != 0
-    assert (tmp_path / "checkpoints" / "interrupted.ckpt").is_file()
-    assert f"resume={tmp_path}" in stderr and "Traceback" not in stderr
 
 
 def test_resume_with_other_settings_is_refused_naming_the_original_overrides(reference_run):

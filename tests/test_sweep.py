@@ -83,6 +83,7 @@ def test_sweep_file_keeps_wandbs_rules(path):
     load_sweep(path)  # the launcher agrees
 
 
+@pytest.mark.slow  # composes every trial of every file: ~20 s
 @pytest.mark.parametrize("path", SWEEP_FILES, ids=lambda path: path.stem)
 def test_sweep_file_expands_and_its_trials_compose(path, tmp_path):
     config = load_sweep(path)
@@ -99,6 +100,7 @@ def test_sweep_file_expands_and_its_trials_compose(path, tmp_path):
         check_config(compose_config(*program_arguments(config, trial.command)))
 
 
+@pytest.mark.slow
 def test_baselines_sweep_the_experiment_group_as_plus_experiment_would(tmp_path):
     config = load_sweep(SWEEPS / "baselines.yaml")
     for trial in listed_trials(config, tmp_path, None, 0):

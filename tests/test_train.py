@@ -7,7 +7,10 @@ import json
 import pytest
 import yaml
 
-from conftest import run_script
+from helpers import run_script
+
+# Every test here starts train.py or eval.py.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,6 @@ def test_eval_with_a_missing_checkpoint_says_so(tmp_path):
     assert result.returncode != 0 and "ckpt_path=" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.slow
 def test_one_epoch_of_seed_pytorch_reaches_95_percent(mnist, tmp_path):
     result = run_script("train.py", "+experiment=seed_pytorch", "trainer=cpu", "trainer.max_epochs=1",
                         "logger=none", f"hydra.run.dir={tmp_path}")

@@ -4,22 +4,18 @@ One sampling grid per image combines a random affine map (rotation, shear, scale
 an optional elastic displacement field (Simard et al. 2003: uniform random displacements smoothed by
 a Gaussian of width `elastic_sigma`, scaled by `elastic_alpha` pixels); one `grid_sample` call then
 resamples the whole batch. Randomness comes only from the generator passed in, so a seeded
-generator draws the same augmentations on a rerun.
-
-`python -m mlplab.augment augment=affine` writes a PNG of originals beside augmented copies.
+generator draws the same augmentations on a rerun. Images arrive flattened and square; the side
+is read off the batch, so nothing here knows the data set. The ranges are checked with every other
+user value in `mlplab.checks`.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-
-SIDE = 28
 
 
 def _uniform(count: int, low: float, high: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -34,7 +30,7 @@ def _gaussian_kernel(sigma: float, device: torch.device) -> torch.Tensor:
 
 
 class BatchAugment:
-    """Random affine + elastic distortion of flattened 28x28 images.
+    """Random affine + elastic distortion of flattened square images.
 
     Works on any intensity scale whose background is 0 (pixels 0..255 or [0, 1]): resampling is
     linear and pads with zeros.
@@ -50,10 +46,6 @@ class BatchAugment:
         elastic_sigma: float = 4.0,
     ) -> None:
         low, high = scale
-        if not 0 < low <= high:
-            raise ValueError(f"augment.scale={list(scale)} must be [low, high] with 0 < low <= high")
-        if min(rotation, shear, translate, elastic_alpha) < 0 or elastic_sigma <= 0:
-            raise ValueError("augment ranges (rotation, shear, translate, elastic_alpha) must be >= 0, elastic_sigma > 0")
         self.rotation, self.shear, self.scale, self.translate = rotation, shear, (low, high), translate
         self.elastic_alpha, self.elastic_sigma = elastic_alpha, elastic_sigma
 
@@ -73,25 +65,25 @@ class BatchAugment:
             _uniform(2 * count, -self.translate, self.translate, generator, device).view(count, 2),
         )
 
-    def displacement(self, count: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-        """[count, 28, 28, 2] elastic offsets in grid units: smoothed uniform noise times alpha pixels."""
-        noise = torch.rand(count * 2, 1, SIDE, SIDE, generator=generator, device=device) * 2 - 1
+    def displacement(self, count: int, side: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """[count, side, side, 2] elastic offsets in grid units: smoothed uniform noise times alpha pixels."""
+        noise = torch.rand(count * 2, 1, side, side, generator=generator, device=device) * 2 - 1
         kernel = _gaussian_kernel(self.elastic_sigma, device)
         pad = len(kernel) // 2
-        noise = F.conv2d(F.pad(noise, (pad, pad, 0, 0), mode="reflect" if pad < SIDE else "replicate"),
+        noise = F.conv2d(F.pad(noise, (pad, pad, 0, 0), mode="reflect" if pad < side else "replicate"),
                          kernel.view(1, 1, 1, -1))
-        noise = F.conv2d(F.pad(noise, (0, 0, pad, pad), mode="reflect" if pad < SIDE else "replicate"),
+        noise = F.conv2d(F.pad(noise, (0, 0, pad, pad), mode="reflect" if pad < side else "replicate"),
                          kernel.view(1, 1, -1, 1))
         # As in Simard et al.: no renormalization after smoothing, so alpha=34, sigma=4 mean what they did there.
-        field = noise * self.elastic_alpha * (2.0 / SIDE)
-        return field.view(count, 2, SIDE, SIDE).permute(0, 2, 3, 1)
+        field = noise * self.elastic_alpha * (2.0 / side)
+        return field.view(count, 2, side, side).permute(0, 2, 3, 1)
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Augment flattened float images [N, 784]; returns the same shape and dtype."""
         if self.is_identity:
             return images
-        count, device = len(images), images.device
-        field = self.displacement(count, generator, device) if self.elastic_alpha > 0 else None
+        count, device, side = len(images), images.device, image_side(images)
+        field = self.displacement(count, side, generator, device) if self.elastic_alpha > 0 else None
         return warp(images, self.affine_matrices(count, generator, device), field)
 
 
@@ -112,65 +104,20 @@ def affine_matrices(
     return torch.cat([matrix, (-2 * translate).unsqueeze(-1)], dim=2)
 
 
+def image_side(images: torch.Tensor) -> int:
+    """The side of the square images in a flattened batch [N, side * side]."""
+    side = math.isqrt(images.shape[1])
+    if side * side != images.shape[1]:
+        raise ValueError(f"augmentation needs square images; a batch of {images.shape[1]} pixels each is not")
+    return side
+
+
 def warp(images: torch.Tensor, matrices: torch.Tensor, displacement: torch.Tensor | None = None) -> torch.Tensor:
-    """Resample flattened 28x28 images through affine maps plus an optional displacement field."""
-    count = len(images)
-    grid = F.affine_grid(matrices, [count, 1, SIDE, SIDE], align_corners=False)
+    """Resample flattened square images through affine maps plus an optional displacement field."""
+    count, side = len(images), image_side(images)
+    grid = F.affine_grid(matrices, [count, 1, side, side], align_corners=False)
     if displacement is not None:
         grid = grid + displacement
-    warped = F.grid_sample(images.view(count, 1, SIDE, SIDE), grid, mode="bilinear", padding_mode="zeros",
+    warped = F.grid_sample(images.view(count, 1, side, side), grid, mode="bilinear", padding_mode="zeros",
                            align_corners=False)
     return warped.view(count, -1)
-
-
-def preview(augment: BatchAugment, images: torch.Tensor, path: Path, seed: int = 0, copies: int = 5) -> Path:
-    """Save a PNG: each row one original image followed by `copies` augmented versions."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    generator = torch.Generator(device=images.device).manual_seed(seed)
-    rows = [images] + [augment(images, generator) for _ in range(copies)]
-    figure, axes = plt.subplots(len(images), copies + 1, figsize=(1.2 * (copies + 1), 1.2 * len(images)))
-    for row in range(len(images)):
-        for column, batch in enumerate(rows):
-            axis = axes[row, column]
-            axis.imshow(batch[row].view(SIDE, SIDE).cpu(), cmap="gray", vmin=0, vmax=1)
-            axis.set_xticks([]), axis.set_yticks([])
-        axes[row, 0].set_ylabel(str(row))
-    axes[0, 0].set_title("original", fontsize=8)
-    for column in range(1, copies + 1):
-        axes[0, column].set_title(f"augmented {column}", fontsize=8)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
-
-
-def main(argv: Sequence[str]) -> None:
-    """`python -m mlplab.augment [augment=NAME] [augment.rotation=30 ...] [out=augment.png]`."""
-    from hydra import compose, initialize_config_dir
-    from hydra.utils import instantiate
-
-    from mlplab.data import load_split, verify_files
-
-    out = Path(next((a.split("=", 1)[1] for a in argv if a.startswith("out=")), "augment.png"))
-    overrides = [a for a in argv if not a.startswith("out=")]
-    conf = Path(__file__).resolve().parents[2] / "conf"
-    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    augment = instantiate(cfg.augment)
-    verify_files(cfg.data.root)
-    images, _ = load_split(cfg.data.root, train=False)
-    print(preview(augment, images[:8].float() / 255.0, out, seed=cfg.seed))
-
-
-if __name__ == "__main__":
-    from mlplab.errors import UserError
-
-    try:
-        main(sys.argv[1:])
-    except UserError as error:
-        sys.exit(f"error: {error}")

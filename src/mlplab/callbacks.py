@@ -7,39 +7,24 @@
 
 Scalars go through `pl_module.log`, so they reach every active logger (csv/metrics.csv, wandb).
 Figures are written under `<trainer.default_root_dir>/figures/` and also sent to the loggers that
-have `log_image` (WandbLogger). `weight_grid_figure` and `confusion_matrix_figure` are plain
-functions, for scripts that draw the same figures from a checkpoint.
+have `log_image` (WandbLogger). Drawing lives in `mlplab.plots`; these classes only hook Lightning.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import shutil
 from pathlib import Path
 from typing import Any
 
-import matplotlib
 import pytorch_lightning as pl
 import torch
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from pytorch_lightning.callbacks import Callback
-from torch import nn
 from torchmetrics.classification import MulticlassConfusionMatrix
-from torchvision.utils import make_grid
 
 from mlplab.model import MLP
-
-FIGURES_DIR = "figures"
-TILE_PADDING = 2  # pixels between weight tiles
-# Padding and empty grid slots are drawn grey, so they cannot be mistaken for zero weights (white).
-WEIGHT_COLORMAP = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.55")
-
-
-def run_dir(trainer: pl.Trainer) -> Path:
-    """The run directory: the trainer's default_root_dir (the config sets it to Hydra's output dir)."""
-    return Path(trainer.default_root_dir)
+from mlplab.plots.run import confusion_matrix_figure, weight_grid_figure
+from mlplab.runfiles import FIGURES_DIR
 
 
 def _net(pl_module: pl.LightningModule) -> MLP:
@@ -47,76 +32,6 @@ def _net(pl_module: pl.LightningModule) -> MLP:
     if not isinstance(net, MLP):
         raise TypeError(f"the mlplab callbacks need a module with an MLP as `.net`; {type(pl_module).__name__} has none")
     return net
-
-
-def hidden_activations(net: MLP) -> list[nn.Module]:
-    """The activation module of each hidden block (blocks are Linear -> norm -> activation -> [Dropout])."""
-    layers = list(net.layers)
-    linear_positions = [index for index, layer in enumerate(layers) if isinstance(layer, nn.Linear)]
-    return [layers[position + 2] for position in linear_positions[:-1]]
-
-
-def _new_figure(width: float, height: float, layout: str | None = None) -> Figure:
-    # A Figure with its own Agg canvas: no pyplot, so no global backend switch and no figure registry to leak into.
-    figure = Figure(figsize=(width, height), layout=layout)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def weight_grid_figure(weight: torch.Tensor) -> Figure:
-    """Each row of `weight` [units, 784] as a 28x28 tile, row-major, in a grid of ceil(sqrt(units)) columns.
-
-    Each tile is divided by its own max |w|, so every unit uses the full diverging colour range
-    (red positive, blue negative, white zero) whatever its scale.
-    """
-    if weight.dim() != 2:
-        raise ValueError(f"weight must be [units, pixels], got shape {list(weight.shape)}")
-    units, pixels = weight.shape
-    side = math.isqrt(pixels)
-    if side * side != pixels:
-        raise ValueError(f"weight has {pixels} inputs per unit; tiles need a square image, e.g. 784 = 28x28")
-    tiles = weight.detach().float().cpu()
-    tiles = tiles / tiles.abs().amax(dim=1, keepdim=True).clamp_min(torch.finfo(torch.float32).tiny)
-    columns = math.ceil(math.sqrt(units))
-    rows = math.ceil(units / columns)
-    # make_grid repeats a single channel to three; the first one is the grid.
-    grid = make_grid(tiles.view(units, 1, side, side), nrow=columns, padding=TILE_PADDING, pad_value=math.nan)[0]
-
-    height = min(14.0, max(3.0, 0.6 * rows + 0.6))
-    width = min(16.0, max(4.0, height * (columns / rows) + 1.4))
-    # Fixed margins rather than a layout engine: this is drawn every epoch, and constrained layout doubles the time.
-    figure = _new_figure(width, height)
-    figure.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.93)
-    axes = figure.add_subplot()
-    image = axes.imshow(grid.numpy(), cmap=WEIGHT_COLORMAP, vmin=-1.0, vmax=1.0, interpolation="nearest")
-    axes.set_axis_off()
-    axes.set_title(f"first-layer weights, {units} units")
-    figure.colorbar(image, ax=axes, shrink=0.8, pad=0.02, label="w / max |w| of the unit")
-    return figure
-
-
-def confusion_matrix_figure(matrix: torch.Tensor) -> Figure:
-    """Counts of a [classes, classes] confusion matrix (rows: true class, columns: predicted), annotated."""
-    counts = matrix.detach().cpu().long()
-    classes = len(counts)
-    total = int(counts.sum())
-    accuracy = counts.diagonal().sum().item() / max(total, 1)
-    figure = _new_figure(6.5, 5.5, layout="constrained")
-    axes = figure.add_subplot()
-    image = axes.imshow(counts.numpy(), cmap="Blues")
-    threshold = counts.max().item() / 2
-    for true_class in range(classes):
-        for predicted in range(classes):
-            count = counts[true_class, predicted].item()
-            axes.text(predicted, true_class, str(count), ha="center", va="center", fontsize=7,
-                      color="white" if count > threshold else "black")
-    axes.set_xticks(range(classes))
-    axes.set_yticks(range(classes))
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("true")
-    axes.set_title(f"test confusion matrix: {total} images, accuracy {accuracy:.2%}")
-    figure.colorbar(image, ax=axes, shrink=0.8)
-    return figure
 
 
 def _log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
@@ -153,7 +68,7 @@ class WeightImages(Callback):
         self._drawn_step = trainer.global_step
         if not trainer.is_global_zero:
             return None
-        folder = run_dir(trainer) / FIGURES_DIR
+        folder = Path(trainer.default_root_dir) / FIGURES_DIR
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"weights_epoch{epoch:03d}.png"
         weight_grid_figure(_net(pl_module).linear_layers()[0].weight).savefig(path)
@@ -236,7 +151,7 @@ class ActivationStats(Callback):
         outputs: list[torch.Tensor] = []
         handles = [
             module.register_forward_hook(lambda module, args, output: outputs.append(output))
-            for module in hidden_activations(net)
+            for module in net.hidden_activations()
         ]
         modes = {module: module.training for module in net.modules()}
         try:
@@ -291,15 +206,14 @@ class ConfusionMatrix(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        images, labels = batch
-        # test_step returns no logits, so they are recomputed: one more forward pass per test batch.
-        self._metric.update(pl_module(images), labels)
+        # test_step returns its logits, so the matrix costs no second forward pass.
+        self._metric.update(outputs, batch[1])
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.matrix = self._metric.compute().cpu()  # on every rank: compute() gathers across ranks
         if not trainer.is_global_zero:
             return
-        folder = run_dir(trainer)
+        folder = Path(trainer.default_root_dir)
         (folder / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
         (folder / "confusion_matrix.json").write_text(json.dumps(self.matrix.tolist()) + "\n")
         path = folder / FIGURES_DIR / "confusion_matrix.png"

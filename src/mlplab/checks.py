@@ -1,6 +1,7 @@
-"""Checks on a composed config, run before any data is read or any model is built.
+"""Every value a user can set, checked once, before any data is read or any model is built.
 
 Each check names the key, the value seen and what is allowed, so a typo costs seconds, not a run.
+Sizes that depend on the data set come from the data module's class, not from constants here.
 """
 
 from __future__ import annotations
@@ -9,14 +10,17 @@ from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from mlplab.data import NORMALIZE_MODES, TRAIN_SIZE
+from mlplab.data import NORMALIZE_MODES
 from mlplab.errors import ConfigError
 from mlplab.model import INITS
 
 L2_MODES = ("none", "penalty", "decoupled")
 DECOUPLED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
+GPU_ACCELERATORS = ("gpu", "cuda")
+MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
 
 
 def _is_int(value: Any) -> bool:
@@ -32,50 +36,87 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}.")
 
 
+def _require_number(cfg: DictConfig, key: str, low: float, high: float | None = None, *, integer: bool = False,
+                    low_open: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    kind = "an integer" if integer else "a number"
+    bounds = f"{'>' if low_open else '>='} {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+    ok = (_is_int(value) if integer else _is_number(value)) and (value > low if low_open else value >= low)
+    _require(ok and (high is None or value <= high), key, value, f"{kind} {bounds}")
+
+
+def check_run(cfg: DictConfig) -> None:
+    _require_number(cfg, "seed", 0, MAX_SEED, integer=True)
+    _require(isinstance(cfg.name, str) and cfg.name.strip() != "" and "/" not in cfg.name, "name", cfg.name,
+             "a non-empty run name without '/' (it names the run directory)")
+
+
 def check_model(cfg: DictConfig) -> None:
     sizes = OmegaConf.to_object(cfg.model.hidden_sizes) if OmegaConf.is_list(cfg.model.hidden_sizes) else None
-    _require(
-        isinstance(sizes, list) and len(sizes) > 0,
-        "model.hidden_sizes",
-        cfg.model.hidden_sizes,
-        "a non-empty list of widths, e.g. model.hidden_sizes=[100] or [256,128]",
-    )
+    _require(isinstance(sizes, list) and len(sizes) > 0, "model.hidden_sizes", cfg.model.hidden_sizes,
+             "a non-empty list of widths, e.g. model.hidden_sizes=[100] or [256,128]")
     for size in sizes:
         _require(_is_int(size) and size > 0, "model.hidden_sizes", sizes, "every width must be an integer > 0")
     _require(cfg.model.init in INITS, "model.init", cfg.model.init, f"one of {', '.join(INITS)}")
+    _require(isinstance(cfg.model.get("compile", False), bool), "model.compile", cfg.model.get("compile"),
+             "true or false")
     p = cfg.dropout.p
     _require(_is_number(p) and 0 <= p < 1, "dropout.p", p, "a probability in [0, 1)")
 
 
 def check_data(cfg: DictConfig) -> None:
-    for key in ("batch_size", "eval_batch_size"):
-        value = cfg.data[key]
-        _require(_is_int(value) and value > 0, f"data.{key}", value, "an integer > 0")
+    _require(isinstance(cfg.data.root, str) and cfg.data.root != "", "data.root", cfg.data.root,
+             "the folder that holds MNIST/raw/ (or set MNIST_ROOT)")
+    for key in ("data.batch_size", "data.eval_batch_size"):
+        _require_number(cfg, key, 1, integer=True)
+    train_size = get_class(cfg.data._target_).train_size
     val_size = cfg.data.val_size
-    _require(
-        _is_int(val_size) and 0 <= val_size < TRAIN_SIZE,
-        "data.val_size",
-        val_size,
-        f"an integer in [0, {TRAIN_SIZE}) (0 validates on nothing)",
-    )
+    _require(_is_int(val_size) and 0 <= val_size < train_size, "data.val_size", val_size,
+             f"an integer in [0, {train_size}) (0 validates on nothing)")
     mode = cfg.data.normalize.mode
     _require(mode in NORMALIZE_MODES, "data.normalize.mode", mode, f"one of {', '.join(NORMALIZE_MODES)}")
 
 
+def check_augment(cfg: DictConfig) -> None:
+    augment = cfg.get("augment") or {}
+    limits = {"rotation": 180, "shear": 60, "translate": 0.5, "elastic_alpha": 100}
+    for name, high in limits.items():
+        if name in augment:
+            _require_number(cfg, f"augment.{name}", 0, high)
+    if "elastic_sigma" in augment:
+        _require_number(cfg, "augment.elastic_sigma", 0, low_open=True)
+    if "scale" in augment:
+        scale = OmegaConf.to_object(augment.scale) if OmegaConf.is_list(augment.scale) else augment.scale
+        ok = isinstance(scale, list) and len(scale) == 2 and all(map(_is_number, scale)) and 0 < scale[0] <= scale[1]
+        _require(ok, "augment.scale", scale, "[low, high] zoom factors with 0 < low <= high, e.g. [0.9,1.1]")
+
+
 def check_optimization(cfg: DictConfig) -> None:
-    lr = cfg.optimizer.lr
-    _require(_is_number(lr) and lr > 0, "optimizer.lr", lr, "a number > 0")
+    _require_number(cfg, "optimizer.lr", 0, low_open=True)
+    if "momentum" in cfg.optimizer:
+        _require_number(cfg, "optimizer.momentum", 0, 1)
     _require(cfg.l2.mode in L2_MODES, "l2.mode", cfg.l2.mode, f"one of {', '.join(L2_MODES)}")
-    weight = cfg.l2.weight
-    _require(_is_number(weight) and weight >= 0, "l2.weight", weight, "a number >= 0")
+    _require_number(cfg, "l2.weight", 0)
     if cfg.l2.mode == "decoupled":
-        target = cfg.optimizer._target_
-        _require(
-            target in DECOUPLED_OPTIMIZERS,
-            "optimizer",
-            target,
-            "l2=decoupled is AdamW-style decay; use optimizer=adam or adamw, or l2=penalty with sgd",
-        )
+        _require(cfg.optimizer._target_ in DECOUPLED_OPTIMIZERS, "optimizer", cfg.optimizer._target_,
+                 "l2=decoupled is AdamW-style decay; use optimizer=adam or adamw, or l2=penalty with sgd")
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    trainer = cfg.trainer
+    _require(_is_int(trainer.max_epochs) and trainer.max_epochs >= 1, "trainer.max_epochs", trainer.max_epochs,
+             "an integer >= 1 (0 would train nothing and report an untrained model)")
+    _require_number(cfg, "trainer.log_every_n_steps", 1, integer=True)
+    devices = trainer.get("devices", 1)
+    _require((_is_int(devices) and devices >= 1) or devices == "auto", "trainer.devices", devices,
+             "an integer >= 1 or auto")
+    if str(trainer.get("accelerator", "auto")).lower() in GPU_ACCELERATORS:
+        import torch
+
+        available = torch.cuda.device_count()
+        wanted = devices if _is_int(devices) else 1
+        _require(available >= wanted, "trainer.accelerator", trainer.accelerator,
+                 f"{wanted} GPU(s) asked for, {available} visible on this machine; use trainer=auto or trainer=cpu")
 
 
 def check_combinations(cfg: DictConfig) -> None:
@@ -86,7 +127,9 @@ def check_combinations(cfg: DictConfig) -> None:
         )
 
 
-CHECKS: tuple[Callable[[DictConfig], None], ...] = (check_model, check_data, check_optimization, check_combinations)
+CHECKS: tuple[Callable[[DictConfig], None], ...] = (
+    check_run, check_model, check_data, check_augment, check_optimization, check_trainer, check_combinations,
+)
 
 
 def check_config(cfg: DictConfig) -> None:

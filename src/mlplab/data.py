@@ -25,7 +25,6 @@ from mlplab.errors import UserError
 MNIST_FILES: dict[str, str] = dict(TorchvisionMNIST.resources)
 TRAIN_IMAGES, TRAIN_LABELS = "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"
 TEST_IMAGES, TEST_LABELS = "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"
-TRAIN_SIZE = 60_000
 NORMALIZE_MODES = ("minmax", "zscore", "none")
 
 
@@ -46,15 +45,19 @@ def md5sum(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify_files(root: str | os.PathLike) -> dict[str, str]:
-    """Check that all four files exist with their official MD5; return {file name: md5}."""
+def verify_files(root: str | os.PathLike, root_key: str = "data.root") -> dict[str, str]:
+    """Check that all four files exist with their official MD5; return {file name: md5}.
+
+    `root_key` is the setting the user changes to point elsewhere, named in the error.
+    """
     folder = raw_dir(root)
     missing = [name for name in MNIST_FILES if not (folder / name).is_file()]
     if missing:
         raise MNISTDataError(
             f"MNIST files missing in {folder}: {', '.join(missing)}. "
-            "Set MNIST_ROOT (or data.root=...) to the folder that holds MNIST/raw/, "
-            "or allow a download with data.download=true on a machine with network access."
+            f"Set MNIST_ROOT (or {root_key}=...) to the folder that holds MNIST/raw/"
+            + (", or allow a download with data.download=true on a machine with network access."
+               if root_key == "data.root" else ".")
         )
     for name, expected in MNIST_FILES.items():
         seen = md5sum(folder / name)
@@ -179,7 +182,16 @@ class DeviceBatches:
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    """Official 60k/10k MNIST with a seeded validation split carved from train."""
+    """Official 60k/10k MNIST with a seeded validation split carved from train.
+
+    The class attributes describe the data set to the rest of the package (the model's input and
+    output sizes, the checks on `val_size`), so no other module needs to know them.
+    """
+
+    train_size = 60_000
+    image_shape = (28, 28)
+    num_classes = 10
+    input_size = image_shape[0] * image_shape[1]
 
     def __init__(
         self,
@@ -191,9 +203,11 @@ class MNISTDataModule(pl.LightningDataModule):
         download: bool = True,
         seed: int = 0,
         augment: BatchAugment | None = None,
+        root_key: str = "data.root",
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["augment"])
+        self.save_hyperparameters(ignore=["augment", "root_key"])
+        self.root_key = root_key
         self.augment = None if augment is None or augment.is_identity else augment
         self._generator: torch.Generator | None = None
         self._generator_key: tuple | None = None
@@ -207,17 +221,14 @@ class MNISTDataModule(pl.LightningDataModule):
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def prepare_data(self) -> None:
-        if self.file_md5s:  # train.py prepares before fitting to record the MD5s; Lightning asks again
-            return
+        # Lightning's contract: download here, on one process per node, and assign no state.
         if self.download and any(not (raw_dir(self.root) / name).is_file() for name in MNIST_FILES):
             download_missing(self.root)
-        self.file_md5s = verify_files(self.root)
 
     def setup(self, stage: str | None = None) -> None:
-        if self._splits:
+        if self._splits:  # train.py sets up before fitting (sizes, MD5s for run_info); Lightning asks again
             return
-        if not self.file_md5s:  # prepare_data checked them in this process already
-            self.file_md5s = verify_files(self.root)
+        self.file_md5s = verify_files(self.root, self.root_key)
         train_images, train_labels = load_split(self.root, train=True)
         test_images, test_labels = load_split(self.root, train=False)
         order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(self.seed))
@@ -256,9 +267,6 @@ class MNISTDataModule(pl.LightningDataModule):
 
     def test_dataloader(self) -> DeviceBatches:
         return self._batches("test", self.eval_batch_size, shuffle=False)
-
-    def predict_dataloader(self) -> DeviceBatches:
-        return self.test_dataloader()
 
     def to_input(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (or float, in pixel units) [N, 784] -> normalized network input, on the same device."""

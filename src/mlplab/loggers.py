@@ -50,14 +50,16 @@ def log_run(loggers: list[Logger], config: dict[str, Any], info: dict[str, Any])
         logger.log_hyperparams({"config": config, "run": info})
 
 
-def finish_wandb(loggers: list[Logger], metrics: dict[str, Any] | None, failed: bool) -> None:
-    """Write the final metrics to the wandb summary and close the run (as failed when it crashed)."""
+def finish_wandb(loggers: list[Logger], metrics: dict[str, Any] | None, status: str, exit_code: int = 0) -> None:
+    """Close the wandb run with the run's status (finished, failed, interrupted) in its summary and,
+    when it finished, the final metrics. Any other status closes it with a non-zero exit code, so
+    the dashboard never shows a stopped run as finished; a resumed run reopens the same run."""
     for logger in loggers:
         if not isinstance(logger, WandbLogger) or logger._experiment is None:
             continue
         run = logger.experiment
+        run.summary["status"] = status
         if metrics:
             run.summary.update({f"final/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))})
         # wandb prints the `wandb sync <dir>` line for offline runs itself when it finishes.
-        run.finish(exit_code=1 if failed else 0)
-
+        run.finish(exit_code=exit_code)

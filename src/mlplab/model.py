@@ -61,12 +61,13 @@ class MLP(nn.Module):
         init: str = "default",
     ) -> None:
         super().__init__()
-        if init not in INITS:
-            raise ValueError(f"model.init={init!r} is not one of {sorted(INITS)}")
         layers: list[nn.Module] = []
+        # Positions in `layers` of each hidden block's activation: only the model knows its layout.
+        self._activation_positions: list[int] = []
         width = input_size
         for hidden in hidden_sizes:
             layers += [nn.Linear(width, hidden), norm(hidden), activation()]
+            self._activation_positions.append(len(layers) - 1)
             if dropout > 0:
                 layers.append(nn.Dropout(dropout))
             width = hidden
@@ -77,12 +78,12 @@ class MLP(nn.Module):
                 INITS[init](layer)
 
     def linear_layers(self) -> list[nn.Linear]:
+        """Every Linear layer from the input side: one per hidden block, then the output layer."""
         return [m for m in self.layers if isinstance(m, nn.Linear)]
+
+    def hidden_activations(self) -> list[nn.Module]:
+        """The activation module of each hidden block, from the input side."""
+        return [self.layers[position] for position in self._activation_positions]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x)
-
-    @torch.no_grad()
-    def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Class probabilities (softmax of the logits)."""
-        return torch.softmax(self(x), dim=-1)

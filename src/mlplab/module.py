@@ -170,7 +170,7 @@ class MLPClassifier(pl.LightningModule):
         x, y = batch
         logits = self(x)
         self.val_acc(logits, y)
-        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True)
+        self.log("val/loss", F.cross_entropy(logits, y), on_epoch=True, prog_bar=True, sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         accuracy = self.val_acc.compute()
@@ -180,15 +180,14 @@ class MLPClassifier(pl.LightningModule):
         self.log("val/acc", accuracy, prog_bar=True, sync_dist=True)
         self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True)
 
-    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """Logs test loss and accuracy; returns the logits (the confusion-matrix callback reads them)."""
         x, y = batch
         logits = self(x)
         self.test_acc(logits, y)
-        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True)
+        self.log("test/loss", F.cross_entropy(logits, y), on_epoch=True, sync_dist=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
-
-    def predict_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        return self.net.predict(batch[0])
+        return logits.detach()
 
     def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
         decayed = self.decayed_weights()

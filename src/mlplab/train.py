@@ -1,15 +1,19 @@
 """Build the datamodule, module, trainer and loggers from a composed config; fit, test, record.
 
 `run(cfg)` is everything `train.py` does after Hydra has composed the config and the checks passed.
-A run directory ends up holding `.hydra/` (config, overrides), `run_info.json` (seed, git, versions,
-data MD5s, hardware, times), `metrics.json`, `checkpoints/` and the loggers' files.
+A run directory ends up holding `.hydra/` (config, overrides), `status.json` (running, finished,
+failed or interrupted), `run_info.json` (seed, git, versions, data MD5s, hardware, times),
+`metrics.json`, `checkpoints/` and the loggers' files. Every way a run can end leaves status.json
+saying which one it was.
 """
 
 from __future__ import annotations
 
-import json
+import os
 import secrets
 import shlex
+import signal
+import socket
 import sys
 import time
 import traceback
@@ -21,21 +25,52 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.tree import Tree
 
 from mlplab.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
-from mlplab.errors import UserError
-from mlplab.guards import InterruptCheckpoint, NonFiniteLossGuard
+from mlplab.data import MNISTDataModule
+from mlplab.guards import NonFiniteLossGuard, RunInterrupted, StopOnSignal
 from mlplab.loggers import build_loggers, finish_wandb, log_run
 from mlplab.module import MLPClassifier
-from mlplab.rundir import now, run_info
+from mlplab import resume
+from mlplab.runfiles import (CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED, METRICS_FILE, RUN_INFO_FILE,
+                             RUNNING, read_json, run_info, now, write_json, write_status, write_text)
 
 MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
-# Keys a resumed run may change: more epochs, and where things are.
-RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths")
+
+
+class FitClock(Callback):
+    """Seconds spent fitting, kept in every checkpoint so a resumed run's total covers all segments."""
+
+    def __init__(self) -> None:
+        self.before = 0.0  # fit seconds of the earlier segments
+        self._started: float | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return self.before + (time.perf_counter() - self._started if self._started is not None else 0.0)
+
+    def state_dict(self) -> dict[str, float]:
+        return {"fit_seconds": self.seconds}
+
+    def load_state_dict(self, state_dict: dict[str, float]) -> None:
+        self.before = float(state_dict.get("fit_seconds", 0.0))
+        self._started = time.perf_counter()
+
+
+class FlushLoggers(Callback):
+    """Writes what the loggers hold at each epoch's start, so the curves on disk reach the last checkpoint."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.save()
 
 
 def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
@@ -48,9 +83,11 @@ def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
     (console or Console()).print(tree)
 
 
-def build_module(cfg: DictConfig) -> MLPClassifier:
+def build_module(cfg: DictConfig, datamodule: MNISTDataModule | type[MNISTDataModule] = MNISTDataModule) -> MLPClassifier:
+    """The LightningModule of cfg; input and output sizes come from the data module."""
     groups = {name: OmegaConf.to_container(cfg[name], resolve=True) if cfg.get(name) is not None else {}
               for name in MODULE_GROUPS}
+    groups["model"] = {**groups["model"], "input_size": datamodule.input_size, "num_classes": datamodule.num_classes}
     return MLPClassifier(**groups)
 
 
@@ -59,29 +96,26 @@ def interactive() -> bool:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list) -> pl.Trainer:
-    """Lightning's Trainer from cfg.trainer; `compile` is ours (see `maybe_compile`), not the Trainer's."""
+    """Lightning's Trainer from cfg.trainer."""
     if interactive():
         callbacks = [*callbacks, RichProgressBar()]
-    trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
-    trainer_cfg.pop("compile", None)
-    return instantiate(trainer_cfg, callbacks=callbacks, logger=loggers or False, enable_progress_bar=interactive())
-
-
-def maybe_compile(module: MLPClassifier, cfg: DictConfig) -> pl.LightningModule:
-    """torch.compile the module when trainer.compile=true; Lightning saves the uncompiled weights."""
-    return torch.compile(module) if cfg.trainer.get("compile", False) else module
+    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=interactive())
 
 
 def checkpoint_callback(output_dir: Path, validates: bool) -> ModelCheckpoint:
-    """best.ckpt by validation accuracy (when there is a validation set) and last.ckpt."""
+    """best.ckpt by validation accuracy (when there is a validation set) and last.ckpt, each
+    overwritten in place: a run directory never holds a stale `-v1` copy beside them."""
     return ModelCheckpoint(
-        dirpath=output_dir / "checkpoints",
+        dirpath=output_dir / CHECKPOINTS_DIR,
         filename="best",
         monitor="val/acc" if validates else None,
         mode="max",
         save_top_k=1 if validates else 0,
         save_last=True,
         auto_insert_metric_name=False,
+        enable_version_counter=False,
+        # After the module's own epoch-end logging, so a checkpoint never predates its epoch's curves.
+        save_on_train_epoch_end=True,
     )
 
 
@@ -91,43 +125,6 @@ def insight_callbacks() -> list[Callback]:
     return [WeightImages(every_n_epochs=5), GradientNorms(), ActivationStats(), ConfusionMatrix()]
 
 
-def write_json(path: Path, content: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(content, indent=2) + "\n")
-    return path
-
-
-def write_metrics(output_dir: Path, metrics: dict[str, Any]) -> Path:
-    return write_json(output_dir / "metrics.json", metrics)
-
-
-def _flatten(container: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(container, dict):
-        return {k: v for key, value in container.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): container}
-
-
-def resume_checkpoint(cfg: DictConfig) -> Path:
-    """The checkpoint to continue `cfg.resume` from, after checking the run's config matches this one."""
-    run = Path(cfg.resume)
-    last = run / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise UserError(f"resume={cfg.resume!r} has no checkpoints/last.ckpt: pass the directory of a run "
-                        "that finished at least one epoch.")
-    original = _flatten(OmegaConf.to_container(OmegaConf.load(run / ".hydra" / "config.yaml")))
-    current = _flatten(OmegaConf.to_container(cfg))
-    changed = sorted(
-        key for key in original.keys() | current.keys()
-        if original.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES)
-    )
-    if changed:
-        overrides = OmegaConf.load(run / ".hydra" / "overrides.yaml")
-        raise UserError(
-            f"resume={cfg.resume!r} was started with other settings ({', '.join(changed[:5])} differ); "
-            f"resume it with its own overrides: python train.py {' '.join(map(shlex.quote, overrides))} resume={cfg.resume}"
-        )
-    return last
-
-
 def is_rank_zero() -> bool:
     """True in the process that owns the run directory (DDP's other ranks re-run train.py)."""
     return rank_zero_only.rank == 0
@@ -135,32 +132,41 @@ def is_rank_zero() -> bool:
 
 def start_info(cfg: DictConfig, output_dir: Path, data_md5s: dict[str, str]) -> dict[str, Any]:
     """run_info.json: written at the start; a resumed run keeps the original and notes the resume."""
-    path = output_dir / "run_info.json"
-    if cfg.get("resume") and path.is_file():
-        info = json.loads(path.read_text())
+    info = read_json(output_dir / RUN_INFO_FILE) if cfg.get("resume") else None
+    if info is not None:
         info.setdefault("resumed", []).append(now())
     else:
         info = {**run_info(cfg.seed, data_md5s), "wandb_id": secrets.token_hex(4)}
     if is_rank_zero():
-        write_json(path, info)
+        write_json(output_dir / RUN_INFO_FILE, info)
     return info
 
 
-def resume_command(cfg: DictConfig, output_dir: Path) -> str:
+def resume_command(output_dir: Path) -> str:
     from hydra.core.hydra_config import HydraConfig
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     overrides = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
-    return f"python train.py {' '.join(map(shlex.quote, overrides))} resume={output_dir}".replace("  ", " ")
+    return shlex.join(["python", "train.py", *overrides, f"resume={output_dir}"])
 
 
-def fit_and_test(cfg: DictConfig, output_dir: Path, trainer: pl.Trainer, module: MLPClassifier,
-                 datamodule: pl.LightningDataModule, checkpoints: ModelCheckpoint, ckpt_path: Path | None) -> dict:
+def prepare_resume(cfg: DictConfig, output_dir: Path) -> Path | None:
+    """The checkpoint a resumed run continues from (None: start over in place), its curves trimmed to it."""
+    resume.check_same_settings(cfg, output_dir)
+    checkpoint = resume.last_checkpoint(output_dir)
+    if checkpoint is not None and is_rank_zero():
+        resume.keep_curves_until(output_dir, *resume.checkpoint_position(checkpoint))
+    return checkpoint
+
+
+def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, datamodule: MNISTDataModule,
+                 checkpoints: ModelCheckpoint, clock: FitClock, ckpt_path: Path | None) -> dict[str, Any]:
     started = time.perf_counter()
-    trainer.fit(maybe_compile(module, cfg), datamodule=datamodule, ckpt_path=ckpt_path)
-    fit_seconds = time.perf_counter() - started
+    fitted = torch.compile(module) if cfg.model.get("compile") else module
+    trainer.fit(fitted, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    fit_seconds = clock.seconds
     tested = "best" if checkpoints.monitor and checkpoints.best_model_path else "last"
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False)[0]
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)[0]
     best_val = checkpoints.best_model_score
     return {
         "name": cfg.name,
@@ -172,40 +178,81 @@ def fit_and_test(cfg: DictConfig, output_dir: Path, trainer: pl.Trainer, module:
         "epochs": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "output_dir": str(output_dir),
+        "wall_seconds": round(clock.before + time.perf_counter() - started, 3),
     }
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """Train and test one configuration; return (and write to metrics.json) its final metrics."""
-    output_dir = Path(cfg.paths.output_dir)
-    ckpt_path = resume_checkpoint(cfg) if cfg.get("resume") else None
-    if is_rank_zero():
-        print_config_tree(cfg)
-    pl.seed_everything(cfg.seed, workers=True)
+def record_stop(output_dir: Path, stop: StopOnSignal) -> int:
+    """Say how an interrupted run continues; its exit status (128 + the signal's number)."""
+    name = signal.Signals(stop.signum).name
+    saved = f"; state saved to {stop.checkpoint}" if stop.checkpoint else ""
+    last = resume.last_checkpoint(output_dir)
+    start = "from the last completed epoch (checkpoints/last.ckpt)" if last else "from the start (no epoch had finished)"
+    write_status(output_dir, INTERRUPTED, signal=name, ended=now())
+    print(f"\nInterrupted by {name}{saved}.\nResume {start} with:\n  {resume_command(output_dir)}", file=sys.stderr)
+    return 128 + int(stop.signum)
 
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
-    if is_rank_zero():  # where Lightning itself prepares data; the checked MD5s go into run_info.json
-        datamodule.prepare_data()
-    info = start_info(cfg, output_dir, datamodule.file_md5s)
-    module = build_module(cfg)
-    checkpoints = checkpoint_callback(output_dir, cfg.data.val_size > 0)
-    loggers = build_loggers(cfg, wandb_id=info.get("wandb_id"))
-    log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
-    guards = [NonFiniteLossGuard(), InterruptCheckpoint(resume_command(cfg, output_dir))]
-    trainer = build_trainer(cfg, [checkpoints, *guards, *insight_callbacks()], loggers)
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test one configuration; return (and write to metrics.json) its final metrics.
+
+    Raises SystemExit(128 + N) when signal N stopped the run.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    stop = StopOnSignal()
+    stop.install()
     try:
-        metrics = fit_and_test(cfg, output_dir, trainer, module, datamodule, checkpoints, ckpt_path)
-    except BaseException as error:
+        return _run(cfg, output_dir, stop)
+    except (RunInterrupted, SystemExit) as error:
+        if stop.signum is None:
+            raise
         if is_rank_zero():
-            (output_dir / "error.log").write_text("".join(traceback.format_exception(error)))
-        finish_wandb(loggers, None, failed=True)
+            raise SystemExit(record_stop(output_dir, stop)) from None
+        raise SystemExit(128 + stop.signum) from error
+    finally:
+        stop.uninstall()
+
+
+def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any]:
+    if is_rank_zero():
+        write_status(output_dir, RUNNING, pid=os.getpid(), host=socket.gethostname(), started=now(), ended=None,
+                     signal=None, error=None)
+        print_config_tree(cfg)
+    ckpt_path = prepare_resume(cfg, output_dir) if cfg.get("resume") else None
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
+    if is_rank_zero():  # where Lightning itself prepares data
+        datamodule.prepare_data()
+    datamodule.setup("fit")  # checks the MD5s, which go into run_info.json
+    info = start_info(cfg, output_dir, datamodule.file_md5s)
+    module = build_module(cfg, datamodule)
+    checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0), FitClock()
+    loggers = build_loggers(cfg, wandb_id=info.get("wandb_id"))
+    if ckpt_path is not None:
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                resume.continue_curves(logger, output_dir)
+    log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
+    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *insight_callbacks()]
+    trainer = build_trainer(cfg, callbacks, loggers)
+    try:
+        metrics = fit_and_test(cfg, trainer, module, datamodule, checkpoints, clock, ckpt_path)
+    except BaseException as error:
+        if stop.signum is not None:
+            finish_wandb(loggers, None, INTERRUPTED, exit_code=128 + stop.signum)
+            raise
+        finish_wandb(loggers, None, FAILED, exit_code=1)
+        if is_rank_zero():
+            write_text(output_dir / ERROR_LOG, "".join(traceback.format_exception(error)))
+            write_status(output_dir, FAILED, error=str(error).splitlines()[0] if str(error) else type(error).__name__,
+                         ended=now())
         raise
-    finish_wandb(loggers, metrics, failed=False)
+    metrics["output_dir"] = str(output_dir)
+    finish_wandb(loggers, metrics, FINISHED)
     if trainer.is_global_zero:
-        write_metrics(output_dir, metrics)
-        write_json(output_dir / "run_info.json", {**info, "ended": now(), "metrics": metrics})
+        write_json(output_dir / METRICS_FILE, metrics)
+        write_json(output_dir / RUN_INFO_FILE, {**info, "ended": now(), "metrics": metrics})
+        write_status(output_dir, FINISHED, ended=now())
         Console(soft_wrap=True).print(
             f"[bold green]test accuracy {metrics['test_acc']:.2%}[/] (loss {metrics['test_loss']:.4f}, "
             f"{metrics['epochs']} epochs, {metrics['wall_seconds']:.0f} s) -> {output_dir}"

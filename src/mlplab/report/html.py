@@ -14,6 +14,7 @@ import jinja2
 import pandas as pd
 
 from mlplab import plots
+from mlplab.plots import report as report_charts
 from mlplab.report import tables
 from mlplab.report.runs import figure_files, read_curves
 
@@ -42,7 +43,7 @@ def parameter_charts(runs: pd.DataFrame, swept: Sequence[str], metric: str) -> l
         labels = [tables.format_param(value) for value in values]
         per_value = [[score for param, score in zip(map(tables.format_param, runs[key]), scores)
                       if param == label and not math.isnan(score)] for label in labels]
-        figure = plots.parameter_figure(key, metric, labels, per_value)
+        figure = report_charts.parameter_figure(key, metric, labels, per_value)
         charts.append((key, plots.png_data_uri(figure)))
     return charts
 
@@ -57,7 +58,7 @@ def learning_curves(runs: pd.DataFrame, swept: Sequence[str]) -> str | None:
     curves = [read_curves(Path(path)) for path in runs["path"]]
     if not any(points for run_curves in curves for points in run_curves.values()):
         return None
-    return plots.png_data_uri(plots.learning_curves_figure(curves, labels, groups))
+    return plots.png_data_uri(report_charts.learning_curves_figure(curves, labels, groups))
 
 
 def saved_figures(runs: pd.DataFrame) -> list[tuple[str, list[tuple[str, str]]]]:

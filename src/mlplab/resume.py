@@ -1,0 +1,107 @@
+"""Continuing a run in its own directory: which checkpoint, whether the settings match, and
+keeping the curves of the earlier segments.
+
+A run resumes from `checkpoints/last.ckpt`, written at the end of each epoch: data order,
+augmentation and the RNG states depend only on (seed, epoch) and the checkpoint, so the resumed run
+ends bit-identical to an uninterrupted one. A run stopped before its first epoch ended has no such
+checkpoint and starts over in the same directory.
+"""
+
+from __future__ import annotations
+
+import csv
+import shlex
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mlplab.errors import UserError
+from mlplab.runfiles import CHECKPOINTS_DIR, HYDRA_DIR, METRICS_CSV
+
+# Keys a resumed run may change: more epochs, and where things are.
+RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths")
+
+
+def _flatten(container: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(container, dict):
+        return {k: v for key, value in container.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): container}
+
+
+def last_checkpoint(run_dir: Path) -> Path | None:
+    path = Path(run_dir) / CHECKPOINTS_DIR / "last.ckpt"
+    return path if path.is_file() else None
+
+
+def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
+    """Refuse to resume with settings other than the run's own (a different run would result)."""
+    saved = run_dir / HYDRA_DIR / "config.yaml"
+    if not saved.is_file():
+        raise UserError(f"resume={str(run_dir)!r} has no {HYDRA_DIR}/config.yaml: pass the directory of a run "
+                        "that train.py started.")
+    original = _flatten(OmegaConf.to_container(OmegaConf.load(saved)))
+    current = _flatten(OmegaConf.to_container(cfg))
+    changed = sorted(key for key in original.keys() | current.keys()
+                     if original.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES))
+    if changed:
+        overrides = OmegaConf.load(run_dir / HYDRA_DIR / "overrides.yaml")
+        raise UserError(
+            f"resume={str(run_dir)!r} was started with other settings ({', '.join(changed[:5])} differ); "
+            f"resume it with its own overrides: python train.py {shlex.join(overrides)} resume={run_dir}"
+        )
+
+
+def checkpoint_position(path: Path) -> tuple[int, int]:
+    """(epoch, global step) stored in a Lightning checkpoint."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    loops = checkpoint.get("loops", {}).get("fit_loop", {})
+    step = loops.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", checkpoint.get("global_step", 0))
+    return int(checkpoint["epoch"]), int(step)
+
+
+def keep_curves_until(run_dir: Path, epoch: int, step: int) -> int:
+    """Drop the rows of csv/metrics.csv logged after the checkpoint at (epoch, step): the resumed
+    run logs them again. Returns how many rows are kept."""
+    path = run_dir / METRICS_CSV
+    if not path.is_file():
+        return 0
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = list(reader.fieldnames or []), list(reader)
+
+    def logged_before(row: dict[str, str]) -> bool:
+        row_epoch = int(float(row["epoch"])) if row.get("epoch") else epoch
+        row_step = int(float(row["step"])) if row.get("step") else step
+        return row_epoch <= epoch and row_step <= step
+
+    kept = [row for row in rows if logged_before(row)]
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(kept)
+    return len(kept)
+
+
+def continue_curves(logger: Any, run_dir: Path) -> None:
+    """Let a CSVLogger of a resumed run append to the earlier rows instead of starting a new file.
+
+    Lightning's CSV writer deletes an existing metrics.csv when it starts; the rows are read first
+    and written back with their header, after which the writer appends (and rewrites the file
+    whole, rows kept, when a new column appears).
+    """
+    path = run_dir / METRICS_CSV
+    if not path.is_file():
+        return
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    writer = logger.experiment  # created now: this is where the old file is removed
+    with path.open("w", newline="") as handle:
+        csv_writer = csv.DictWriter(handle, fieldnames=header)
+        csv_writer.writeheader()
+        csv_writer.writerows(rows)
+    writer.metrics_keys = sorted(header)
+    if writer.metrics_keys != header:  # keep the writer's column order and the file's the same
+        writer._rewrite_with_new_header(writer.metrics_keys)

@@ -1,0 +1,336 @@
+"""A run directory's files: their names, JSON read and atomic write, status, log tail, times.
+
+Every module that reads or writes a run's records (train, evaluate, the sweep launcher, the report)
+goes through here, so they agree on names, on one time zone (UTC) and on what a missing or
+half-written file means. The Hydra resolvers that name run directories are registered on import;
+`train.py` and `eval.py` import this module before Hydra composes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig, OmegaConf
+
+from mlplab.errors import UserError
+
+METRICS_FILE = "metrics.json"
+RUN_INFO_FILE = "run_info.json"
+STATUS_FILE = "status.json"
+ERROR_LOG = "error.log"
+CHECKPOINTS_DIR = "checkpoints"
+FIGURES_DIR = "figures"
+METRICS_CSV = Path("csv") / "metrics.csv"
+HYDRA_DIR = ".hydra"
+
+# What status.json says: running until the run ends, then finished, failed or interrupted. A run
+# killed without warning (SIGKILL, the OOM killer, a lost node) cannot write; read_status reports
+# it as killed when its process is gone.
+RUNNING, FINISHED, FAILED, INTERRUPTED, KILLED = "running", "finished", "failed", "interrupted", "killed"
+
+PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "wandb", "torchmetrics", "torchvision")
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
+class RunFileError(UserError):
+    """A run's file cannot be written (disk full, read-only folder, quota)."""
+
+
+def now() -> str:
+    """The current time in UTC, to the second, as every record of the project writes it."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+# ---------------------------------------------------------------------------------------------
+# Where things are
+
+
+def project_root() -> Path:
+    """The checkout that holds `conf/` and `train.py`: the current folder if it is one, else this
+    package's own checkout (an editable install). Tools that compose configs or start `train.py`
+    need it; an installed package run from elsewhere is told where to run from."""
+    for candidate in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        if (candidate / "conf" / "config.yaml").is_file() and (candidate / "train.py").is_file():
+            return candidate
+    raise UserError("cannot find the mlplab checkout (a folder with conf/config.yaml and train.py): "
+                    "run this command from the repository's root folder.")
+
+
+def conf_dir() -> Path:
+    return project_root() / "conf"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and writing
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in `path`, or None when it is missing, unreadable or not an object."""
+    try:
+        content = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    return content if isinstance(content, dict) else None
+
+
+def write_text(path: Path, text: str) -> Path:
+    """Write through a temporary file and a rename, so a reader never sees half a file.
+
+    A full disk or a read-only folder becomes one line naming the folder, and the old file stays.
+    """
+    path = Path(path)
+    temporary = None
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                         delete=False) as handle:
+            temporary = handle.name
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # mkstemp makes the file private; the record should be as readable as any file written here.
+        os.chmod(temporary, 0o666 & ~_UMASK)
+        os.replace(temporary, path)
+    except OSError as error:
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
+        raise RunFileError(f"cannot write {path.name} in {path.parent}: {error.strerror or error}. "
+                           "Free space there or point paths.output_root=... at a writable folder.") from None
+    return path
+
+
+def write_json(path: Path, content: dict[str, Any]) -> Path:
+    return write_text(path, json.dumps(content, indent=2) + "\n")
+
+
+def _process_gone(record: dict[str, Any]) -> bool:
+    """Whether the process a status.json names has ended (only knowable on the host that wrote it)."""
+    pid = record.get("pid")
+    if not isinstance(pid, int) or record.get("host") != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def read_status(run_dir: Path) -> dict[str, Any]:
+    """The run's status.json ({} when there is none yet); a `running` run whose process is gone is
+    reported as `killed`."""
+    record = read_json(Path(run_dir) / STATUS_FILE) or {}
+    if record.get("status") == RUNNING and _process_gone(record):
+        record["status"] = KILLED
+    return record
+
+
+def write_status(run_dir: Path, status: str, **fields: Any) -> dict[str, Any]:
+    """Record the run's state (RUNNING, FINISHED, FAILED or INTERRUPTED), keeping earlier fields."""
+    record = {**(read_json(Path(run_dir) / STATUS_FILE) or {}), **fields, "status": status, "updated": now()}
+    write_json(Path(run_dir) / STATUS_FILE, record)
+    return record
+
+
+def record_refusal(run_dir: str | Path, error: Exception) -> None:
+    """A run stopped by a user error before training: status failed and the one-line reason as its
+    error.log, unless the folder cannot take them (then the printed line is the whole record)."""
+    try:
+        if Path(run_dir).is_dir() and read_status(run_dir).get("status") != FINISHED:
+            write_text(Path(run_dir) / ERROR_LOG, f"{error}\n")
+            write_status(run_dir, FAILED, error=str(error), ended=now())
+    except UserError:
+        pass
+
+
+def log_tail(path: Path, lines: int = 1, max_bytes: int = 8192) -> str:
+    """The last `lines` non-empty lines of a log ('' when it cannot be read)."""
+    try:
+        with Path(path).open("rb") as log:
+            log.seek(max(0, log.seek(0, os.SEEK_END) - max_bytes))
+            found = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return "\n".join(found[-lines:])
+
+
+def error_line(run_dir: Path, *logs: str) -> str:
+    """A failed run's real error: the last line of its error.log (a traceback ends with it), else of
+    the first of `logs` that says anything."""
+    for name in (ERROR_LOG, *logs):
+        line = log_tail(Path(run_dir) / name)
+        if line:
+            return line
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Naming run directories (Hydra resolvers)
+
+_chosen: dict[str, str] = {}
+_STARTED = datetime.now(timezone.utc)
+
+
+def unique_dir(path: str) -> str:
+    """`path`, or `path-1`, `path-2`... : the first that this process could create itself.
+
+    Creating the directory claims the name atomically, so two runs started in the same second get
+    two directories. The choice is remembered because Hydra resolves the run dir more than once. A
+    folder that cannot be created is returned as it is: the entry point then says why in one line.
+    """
+    if path not in _chosen:
+        candidate, suffix = Path(path), 0
+        while True:
+            try:
+                candidate.mkdir(parents=True, exist_ok=False)
+                break
+            except FileExistsError:
+                suffix += 1
+                candidate = Path(f"{path}-{suffix}")
+            except OSError:
+                break
+        _chosen[path] = str(candidate)
+    return _chosen[path]
+
+
+def run_dir(resume: str | None, fresh: str) -> str:
+    """The directory of a resumed run, or a new unique one."""
+    return str(resume) if resume else unique_dir(fresh)
+
+
+def hydra_subdir(resume: str | None) -> str:
+    """Where Hydra saves the composed config; a resumed run keeps its original `.hydra/` untouched."""
+    return f"{HYDRA_DIR}/resumed-{_STARTED:%Y%m%d-%H%M%S}" if resume else HYDRA_DIR
+
+
+OmegaConf.register_new_resolver("mlplab.run_dir", run_dir, replace=True)
+OmegaConf.register_new_resolver("mlplab.hydra_subdir", hydra_subdir, replace=True)
+
+# What makes a folder hold a run (a status.json alone is what a run refused by the config checks leaves).
+RUN_RECORDS = (METRICS_FILE, RUN_INFO_FILE, CHECKPOINTS_DIR)
+
+
+def _can_create(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def holds_a_run(folder: Path) -> bool:
+    return any((folder / name).exists() for name in RUN_RECORDS)
+
+
+class RunDirectoryGuard(HydraCallback):
+    """Checks the run directory before Hydra writes anything into it (conf/config.yaml enables it).
+
+    A folder that already holds a run is never mixed with a new one; resuming a finished run
+    changes nothing; a folder that cannot be created is named in one line.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.run.dir))
+        resume = config.get("resume")
+        if resume:
+            self._check_resume(Path(str(resume)), config)
+        elif not _can_create(folder):
+            sys.exit(f"error: cannot create the run directory {folder}: point paths.output_root=... "
+                     "(or hydra.run.dir=...) at a writable folder.")
+        elif holds_a_run(folder):
+            status = read_status(folder).get("status", "unknown")
+            sys.exit(f"error: {folder} already holds a run (status: {status}); choose another hydra.run.dir, "
+                     f"or continue that run with resume={folder}")
+
+    @staticmethod
+    def _check_resume(folder: Path, config: DictConfig) -> None:
+        if not (folder / HYDRA_DIR / "config.yaml").is_file():
+            sys.exit(f"error: resume={folder} is not a run directory (no {HYDRA_DIR}/config.yaml): "
+                     "pass the folder train.py printed for the run.")
+        metrics = read_json(folder / METRICS_FILE)
+        if read_status(folder).get("status") == FINISHED and metrics is not None:
+            if config.trainer.max_epochs <= metrics.get("epochs", 0):
+                print(f"{folder} finished all {metrics.get('epochs')} epochs (test accuracy "
+                      f"{metrics.get('test_acc', float('nan')):.2%}); nothing to resume, nothing changed. "
+                      "Raise trainer.max_epochs to train it further.")
+                sys.exit(0)
+
+
+# ---------------------------------------------------------------------------------------------
+# run_info.json: where and how a run ran
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git_state() -> dict[str, Any]:
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def hardware() -> dict[str, Any]:
+    import torch
+
+    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+    return {"host": socket.gethostname(), "cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus,
+            "platform": platform.platform()}
+
+
+def versions() -> dict[str, str]:
+    found = {"python": sys.version.split()[0]}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def run_info(seed: int, data_md5s: dict[str, str]) -> dict[str, Any]:
+    """Everything that describes where and how a run ran, beside its config."""
+    return {
+        "command": [sys.executable, *sys.argv],
+        "seed": seed,
+        "git": git_state(),
+        "versions": versions(),
+        "hardware": hardware(),
+        "data_md5": data_md5s,
+        "env": {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
+                "WANDB_MODE": os.environ.get("WANDB_MODE")},
+        "started": now(),
+    }

@@ -1,0 +1,113 @@
+"""Code shared by the tests: where the repository and real MNIST are, composing the real configs,
+running the entry points as a user would, and checking the PNGs the project writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+CONF = REPO / "conf"
+# A short run that draws from every generator the project seeds (dropout, affine augmentation):
+# what the reproducibility and stop tests compare against.
+SHORT_RUN = ("+experiment=smoke", "trainer.max_epochs=3", "trainer.limit_train_batches=60", "dropout=p02",
+             "augment=affine", "trainer.limit_val_batches=2")
+TIMING_KEYS = {"fit_seconds", "wall_seconds", "output_dir"}
+
+
+def mnist_root() -> Path:
+    return Path(os.environ.get("MNIST_ROOT", REPO.parent / "shared" / "data")).resolve()
+
+
+def options(group: str) -> list[str]:
+    """The option names of a config group (conf/<group>/*.yaml)."""
+    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+
+
+def compose_config(*overrides: str, config_name: str = "config") -> DictConfig:
+    """The real config tree composed with `overrides`, as train.py would compose it."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name=config_name, overrides=list(overrides))
+
+
+def script_env(**extra: str) -> dict[str, str]:
+    """The environment of an entry point started by a test: real MNIST, wandb offline."""
+    return {**os.environ, "MNIST_ROOT": str(mnist_root()), "WANDB_MODE": "offline", **extra}
+
+
+def script_command(script: str, *args: str) -> list[str]:
+    """`python <repo>/<script> args...`, or `python -m <module> args...` for a dotted module name."""
+    if script.endswith(".py"):
+        return [sys.executable, str(REPO / script), *args]
+    return [sys.executable, "-m", script, *args]
+
+
+def run_script(script: str, *args: str, cwd: Path = REPO, env: dict | None = None,
+               timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run train.py, eval.py or `-m mlplab.<x>` as a user would; return the CompletedProcess."""
+    return subprocess.run(script_command(script, *args), cwd=cwd, env={**script_env(), **(env or {})},
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_script(script: str, *args: str, cwd: Path = REPO, env: dict | None = None, **popen) -> subprocess.Popen:
+    """Start an entry point in the background (to signal it, or to run several at once)."""
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stderr", subprocess.PIPE)
+    return subprocess.Popen(script_command(script, *args), cwd=cwd, env={**script_env(), **(env or {})},
+                            text=True, **popen)
+
+
+def final_metrics(run_dir: Path) -> dict:
+    """metrics.json without the timings and the folder, which differ between equal runs."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {key: value for key, value in metrics.items() if key not in TIMING_KEYS}
+
+
+def final_weights(run_dir: Path) -> dict:
+    import torch
+
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+
+
+def assert_same_weights(first: Path, second: Path) -> None:
+    import torch
+
+    a, b = final_weights(first), final_weights(second)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), "final weights differ"
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
+    """Wait until `path` exists while `process` runs."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, (process.communicate()[1] or "")[-3000:]
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.05)
+
+
+def read_png(path: Path) -> np.ndarray:
+    """The RGB pixels of a PNG the project wrote (after checking it is one)."""
+    with Image.open(path) as image:
+        assert image.format == "PNG", f"{path} is not a PNG"
+        return np.asarray(image.convert("RGB"))
+
+
+def coloured_fraction(pixels: np.ndarray, tolerance: int = 30) -> float:
+    """The fraction of pixels that are neither white nor grey: where a figure draws in colour.
+
+    A figure whose curves or images are removed keeps its axes and text (black, grey, white), so
+    this drops to about zero; figure tests use it to check that the content is there.
+    """
+    channels = pixels.astype(int)
+    spread = channels.max(axis=-1) - channels.min(axis=-1)
+    return float((spread > tolerance).mean())
