@@ -168,3 +168,21 @@ def test_eval_names_its_own_data_key(reference_run, tmp_path):
     result = run_script("eval.py", f"ckpt_path={reference_run}/checkpoints/best.ckpt", f"data_root={tmp_path}",
                         "trainer=cpu", f"hydra.run.dir={tmp_path}/out")
     assert_one_line_error(result, "data_root=", str(tmp_path))
+
+
+def test_a_requeued_slurm_job_resumes_its_own_run(reference_run, tmp_path):
+    # What SLURM gives a requeued job: the same job id and command, a new process.
+    slurm = {"SLURM_JOB_ID": "4242", "SLURM_RESTART_COUNT": "0"}
+    process = start_script("train.py", *SHORT_RUN, f"paths.output_root={tmp_path}", env=slurm)
+    run_dir = tmp_path / "slurm" / "4242_smoke"
+    wait_for(run_dir / "checkpoints" / "last.ckpt", process)
+    process.send_signal(signal.SIGTERM)  # preemption
+    process.communicate(timeout=120)
+    assert process.returncode == 143 and status(run_dir)["slurm_job"] == "4242"
+    requeued = run_script("train.py", *SHORT_RUN, f"paths.output_root={tmp_path}",
+                          env={**slurm, "SLURM_RESTART_COUNT": "1"})
+    assert requeued.returncode == 0, requeued.stderr[-3000:]
+    assert "requeued" in requeued.stderr and status(run_dir)["status"] == "finished"
+    assert final_metrics(run_dir) == final_metrics(reference_run)
+    assert epoch_rows(run_dir) == [0, 1, 2]
+    assert [path.name for path in (tmp_path / "slurm").iterdir()] == ["4242_smoke"]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mlplab.errors import UserError
 
@@ -212,9 +212,21 @@ def unique_dir(path: str) -> str:
     return _chosen[path]
 
 
-def run_dir(resume: str | None, fresh: str) -> str:
-    """The directory of a resumed run, or a new unique one."""
-    return str(resume) if resume else unique_dir(fresh)
+def slurm_job() -> str | None:
+    """The SLURM job (and array task) this process belongs to, e.g. "4242_3"; None outside SLURM."""
+    job = os.environ.get("SLURM_JOB_ID")
+    task = os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{job}_{task}" if job and task else job
+
+
+def run_dir(resume: str | None, fresh: str, output_root: str | None = None, name: str | None = None) -> str:
+    """The directory of a resumed run; under SLURM one named after the job, which a requeued job
+    finds again; else a new unique one."""
+    if resume:
+        return str(resume)
+    if output_root is not None and slurm_job():
+        return str(Path(output_root) / "slurm" / f"{slurm_job()}_{name}")
+    return unique_dir(fresh)
 
 
 def hydra_subdir(resume: str | None) -> str:
@@ -251,6 +263,12 @@ class RunDirectoryGuard(HydraCallback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         folder = Path(str(config.hydra.run.dir))
         resume = config.get("resume")
+        if not resume and self._requeued(folder):
+            # SLURM requeued this job (preemption, or Lightning's auto-requeue): continue its run.
+            print(f"SLURM job {slurm_job()} requeued: resuming {folder}", file=sys.stderr)
+            with open_dict(config), read_write(config):
+                config.resume = str(folder)
+            resume = config.resume
         if resume:
             self._check_resume(Path(str(resume)), config)
         elif not _can_create(folder):
@@ -260,6 +278,10 @@ class RunDirectoryGuard(HydraCallback):
             status = read_status(folder).get("status", "unknown")
             sys.exit(f"error: {folder} already holds a run (status: {status}); choose another hydra.run.dir, "
                      f"or continue that run with resume={folder}")
+
+    @staticmethod
+    def _requeued(folder: Path) -> bool:
+        return bool(slurm_job()) and holds_a_run(folder) and read_status(folder).get("slurm_job") == slurm_job()
 
     @staticmethod
     def _check_resume(folder: Path, config: DictConfig) -> None:

@@ -17,6 +17,7 @@ import socket
 import sys
 import time
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from mlplab.loggers import build_loggers, finish_wandb, log_run
 from mlplab.module import MLPClassifier
 from mlplab import resume
 from mlplab.runfiles import (CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED, METRICS_FILE, RUN_INFO_FILE,
-                             RUNNING, read_json, run_info, now, write_json, write_status, write_text)
+                             RUNNING, read_json, run_info, slurm_job, now, write_json, write_status, write_text)
 
 MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
 
@@ -153,6 +154,8 @@ def resume_command(output_dir: Path) -> str:
 def prepare_resume(cfg: DictConfig, output_dir: Path) -> Path | None:
     """The checkpoint a resumed run continues from (None: start over in place), its curves trimmed to it."""
     resume.check_same_settings(cfg, output_dir)
+    # Lightning warns about a non-empty log and checkpoint folder; continuing in it is the point here.
+    warnings.filterwarnings("ignore", message=r"(Experiment logs|Checkpoint) directory .* exists and is not empty")
     checkpoint = resume.last_checkpoint(output_dir)
     if checkpoint is not None and is_rank_zero():
         resume.keep_curves_until(output_dir, *resume.checkpoint_position(checkpoint))
@@ -215,8 +218,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
 def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any]:
     if is_rank_zero():
-        write_status(output_dir, RUNNING, pid=os.getpid(), host=socket.gethostname(), started=now(), ended=None,
-                     signal=None, error=None)
+        write_status(output_dir, RUNNING, pid=os.getpid(), host=socket.gethostname(), slurm_job=slurm_job(),
+                     started=now(), ended=None, signal=None, error=None)
         print_config_tree(cfg)
     ckpt_path = prepare_resume(cfg, output_dir) if cfg.get("resume") else None
     pl.seed_everything(cfg.seed, workers=True)
