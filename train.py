@@ -1,9 +1,15 @@
 """Train one MLP on MNIST: `python train.py [+experiment=NAME] [group=option] [key=value ...]`."""
 
+import signal
 import sys
 
-import hydra
-from omegaconf import DictConfig
+# Until the run takes the stop signals over (mlplab.guards), a stop during the seconds of imports
+# and start-up exits with 128 + N as the run would, instead of the default kill by the signal.
+for _signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(_signum, lambda signum, frame: sys.exit(128 + signum))
+
+import hydra  # noqa: E402 - after the signal handlers, which must cover its import time
+from omegaconf import DictConfig  # noqa: E402
 
 import mlplab.runfiles  # noqa: F401 - registers the run-directory resolvers used by conf/config.yaml
 

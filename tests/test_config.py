@@ -8,7 +8,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from helpers import CONF, compose_config, options, run_script
+from helpers import CONF, assert_one_line_error, compose_config, options, run_script
 from mlplab.checks import check_config
 from mlplab.errors import ConfigError
 from mlplab.train import build_module
@@ -83,6 +83,10 @@ BAD_VALUES = [
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
     (["model.compile=maybe"], "model.compile='maybe'"),
     (["name=a/b"], "name='a/b'"),
+    (["optimizer.lr=.inf"], "optimizer.lr=inf is not allowed: a finite number"),
+    (["optimizer.eps=-1"], "optimizer.eps=-1"),
+    (["optimizer.betas=[2,3]"], "optimizer.betas"),
+    (["data.val_size=4999"], "a last training batch of 1 image"),
 ]
 # Bad values that need another option of a group first.
 BAD_COMBINATIONS = [
@@ -90,6 +94,8 @@ BAD_COMBINATIONS = [
     (["l2=decoupled", "optimizer=sgd"], "l2=decoupled"),
     (["augment=affine", "augment.rotation=-10"], "augment.rotation=-10"),
     (["optimizer=sgd", "optimizer.momentum=1.6"], "optimizer.momentum=1.6"),
+    (["scheduler=step", "scheduler.step_size=0"], "scheduler.step_size=0"),
+    (["+experiment=smoke", "trainer.limit_train_batches=0"], "trainer.limit_train_batches=0"),
 ]
 if not torch.cuda.is_available():
     BAD_COMBINATIONS.append((["trainer=gpu"], "GPU(s) asked for"))
@@ -128,6 +134,15 @@ def test_train_py_stops_before_reading_data(tmp_path, overrides, expected):
     # The refused run says so in its own folder, which a corrected rerun may reuse.
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
     assert expected in (tmp_path / "run" / "error.log").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("override", ["trainer.accelerator=tpu", "trainer.precision=bogus"])
+def test_trainer_values_lightning_refuses_are_one_line_and_a_failed_status(tmp_path, override):
+    result = run_script("train.py", "+experiment=smoke", override, f"data.root={tmp_path}/nowhere",
+                        f"hydra.run.dir={tmp_path}/run")
+    assert_one_line_error(result, "trainer settings refused by Lightning")
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
 
 
 @pytest.mark.slow

@@ -281,9 +281,11 @@ def check_page(page: PageParser, runs_dir: Path) -> None:
     assert "data.root" not in header and "${" not in "".join(cell for row in page.rows["runs"] for cell in row)
     header, *failed = page.rows["failed"]
     failed = {row[0]: row for row in failed}
-    # train.py rejected crashed's config before it wrote anything but .hydra/; diverged failed in training.
+    # train.py refused crashed's config before any work (status failed, the reason in error.log);
+    # diverged failed in training.
     assert {label: row[2] for label, row in failed.items()} == {
-        "crashed": "no metrics.json", "diverged": "failed", "failed_trial": "failed"}
+        "crashed": "failed", "diverged": "failed", "failed_trial": "failed"}
+    assert "dropout.p=1.5 is not allowed" in failed["crashed"][3]
     assert failed["crashed"][1] == failed["failed_trial"][1] == "+experiment=smoke dropout.p=1.5"
     # The real error: error.log's last line for the NaN stop, the sweep's trial.log for the rejected config.
     assert failed["diverged"][3].startswith("mlplab.guards.NonFiniteLossError: training loss became nan")

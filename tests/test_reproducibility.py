@@ -1,15 +1,13 @@
-"""Reruns are bit-identical on the CPU, runs describe themselves, and a killed run resumes exactly."""
+"""Reruns are bit-identical on the CPU and runs describe themselves (stops and resumes: test_stops.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-from pathlib import Path
 
 import pytest
 import torch
 
-from helpers import SHORT_RUN, assert_same_weights, final_metrics, final_weights, run_script, start_script, wait_for
+from helpers import SHORT_RUN, assert_same_weights, final_metrics, final_weights, run_script
 
 # Every test here trains through train.py.
 pytestmark = pytest.mark.slow
@@ -46,24 +44,6 @@ def test_rerun_from_the_saved_config_reproduces_the_metrics(reference_run, tmp_p
                         f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert final_metrics(tmp_path) == final_metrics(reference_run)
-
-
-def start_training(run_dir: Path, *extra: str) -> subprocess.Popen:
-    return start_script("train.py", *RUN, *extra, f"hydra.run.dir={run_dir}")
-
-
-def test_sigkill_then_resume_equals_an_uninterrupted_run(reference_run, tmp_path):
-    run_dir = tmp_path / "run"
-    process = start_training(run_dir)
-    wait_for(run_dir / "checkpoints" / "last.ckpt", process)
-    process.kill()
-    process.wait()
-    assert not (run_dir / "metrics.json").exists()
-    result = run_script("train.py", *RUN, f"resume={run_dir}")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert final_metrics(run_dir) == final_metrics(reference_run)
-    assert_same_weights(run_dir, reference_run)
-    assert json.loads((run_dir / "run_info.json").read_text())["resumed"]
 
 
 def test_resume_with_other_settings_is_refused_naming_the_original_overrides(reference_run):

@@ -27,6 +27,8 @@ def test_train_writes_config_metrics_and_checkpoints(smoke_run):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert {"test_acc", "test_loss", "val_acc_best", "epochs", "wall_seconds"} <= set(metrics)
     assert 0.5 < metrics["test_acc"] <= 1.0 and metrics["epochs"] == 1
+    # Fitting is part of the run, and the run is part of the process.
+    assert 0 < metrics["fit_seconds"] < metrics["wall_seconds"] < 120
     assert (run_dir / "checkpoints" / "best.ckpt").is_file() and (run_dir / "checkpoints" / "last.ckpt").is_file()
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     assert config["activation"]["_target_"] == "torch.nn.GELU" and config["l2"]["mode"] == "penalty"

@@ -6,6 +6,7 @@ Sizes that depend on the data set come from the data module's class, not from co
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
@@ -37,12 +38,17 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 
 
 def _require_number(cfg: DictConfig, key: str, low: float, high: float | None = None, *, integer: bool = False,
-                    low_open: bool = False) -> None:
+                    low_open: bool = False, high_open: bool = False) -> None:
     value = OmegaConf.select(cfg, key)
-    kind = "an integer" if integer else "a number"
-    bounds = f"{'>' if low_open else '>='} {low:g}" if high is None else f"in [{low:g}, {high:g}]"
-    ok = (_is_int(value) if integer else _is_number(value)) and (value > low if low_open else value >= low)
-    _require(ok and (high is None or value <= high), key, value, f"{kind} {bounds}")
+    kind = "an integer" if integer else "a finite number"
+    if high is None:
+        bounds = f"{'>' if low_open else '>='} {low:g}"
+    else:
+        bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    ok = (_is_int(value) if integer else _is_number(value) and math.isfinite(value))
+    ok = ok and (value > low if low_open else value >= low)
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    _require(ok, key, value, f"{kind} {bounds}")
 
 
 def check_run(cfg: DictConfig) -> None:
@@ -75,6 +81,12 @@ def check_data(cfg: DictConfig) -> None:
              f"an integer in [0, {train_size}) (0 validates on nothing)")
     mode = cfg.data.normalize.mode
     _require(mode in NORMALIZE_MODES, "data.normalize.mode", mode, f"one of {', '.join(NORMALIZE_MODES)}")
+    last_batch = (train_size - val_size) % cfg.data.batch_size
+    if cfg.norm._target_ == "torch.nn.BatchNorm1d" and last_batch == 1:
+        raise ConfigError(
+            f"data.val_size={val_size} leaves a last training batch of 1 image (data.batch_size="
+            f"{cfg.data.batch_size}), which norm=batch cannot normalize: change data.val_size by one."
+        )
 
 
 def check_augment(cfg: DictConfig) -> None:
@@ -95,6 +107,20 @@ def check_optimization(cfg: DictConfig) -> None:
     _require_number(cfg, "optimizer.lr", 0, low_open=True)
     if "momentum" in cfg.optimizer:
         _require_number(cfg, "optimizer.momentum", 0, 1)
+    if "eps" in cfg.optimizer:
+        _require_number(cfg, "optimizer.eps", 0, low_open=True)
+    if "betas" in cfg.optimizer:
+        betas = OmegaConf.to_object(cfg.optimizer.betas) if OmegaConf.is_list(cfg.optimizer.betas) else None
+        ok = isinstance(betas, list) and len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas)
+        _require(ok, "optimizer.betas", cfg.optimizer.betas, "[beta1, beta2], each in [0, 1), e.g. [0.9,0.999]")
+    scheduler = cfg.get("scheduler") or {}
+    for key in ("step_size", "T_max"):
+        if key in scheduler:
+            _require_number(cfg, f"scheduler.{key}", 1, integer=True)
+    if "gamma" in scheduler:
+        _require_number(cfg, "scheduler.gamma", 0, low_open=True)
+    if "eta_min" in scheduler:
+        _require_number(cfg, "scheduler.eta_min", 0)
     _require(cfg.l2.mode in L2_MODES, "l2.mode", cfg.l2.mode, f"one of {', '.join(L2_MODES)}")
     _require_number(cfg, "l2.weight", 0)
     if cfg.l2.mode == "decoupled":
@@ -107,6 +133,11 @@ def check_trainer(cfg: DictConfig) -> None:
     _require(_is_int(trainer.max_epochs) and trainer.max_epochs >= 1, "trainer.max_epochs", trainer.max_epochs,
              "an integer >= 1 (0 would train nothing and report an untrained model)")
     _require_number(cfg, "trainer.log_every_n_steps", 1, integer=True)
+    for key, what in (("limit_train_batches", "trains nothing"), ("limit_test_batches", "tests nothing")):
+        value = trainer.get(key)
+        if value is not None:
+            ok = (_is_int(value) and value >= 1) or (_is_number(value) and not _is_int(value) and 0 < value <= 1)
+            _require(ok, f"trainer.{key}", value, f"a number of batches >= 1 or a fraction in (0, 1] (0 {what})")
     devices = trainer.get("devices", 1)
     _require((_is_int(devices) and devices >= 1) or devices == "auto", "trainer.devices", devices,
              "an integer >= 1 or auto")

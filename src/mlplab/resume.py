@@ -42,9 +42,10 @@ def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
         raise UserError(f"resume={str(run_dir)!r} has no {HYDRA_DIR}/config.yaml: pass the directory of a run "
                         "that train.py started.")
     original = _flatten(OmegaConf.to_container(OmegaConf.load(saved)))
-    current = _flatten(OmegaConf.to_container(cfg))
+    current = _flatten(OmegaConf.to_container(cfg))  # unresolved on both sides: the same text is the same setting
     changed = sorted(key for key in original.keys() | current.keys()
-                     if original.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES))
+                     if original.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES)
+                     and not key.startswith("hydra."))
     if changed:
         overrides = OmegaConf.load(run_dir / HYDRA_DIR / "overrides.yaml")
         raise UserError(

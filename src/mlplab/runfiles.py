@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import socket
-import subprocess
 import sys
 import tempfile
 from datetime import datetime, timezone
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +36,6 @@ HYDRA_DIR = ".hydra"
 # it as killed when its process is gone.
 RUNNING, FINISHED, FAILED, INTERRUPTED, KILLED = "running", "finished", "failed", "interrupted", "killed"
 
-PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "wandb", "torchmetrics", "torchvision")
 
 
 def _current_umask() -> int:
@@ -261,6 +257,8 @@ class RunDirectoryGuard(HydraCallback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK")):
+            return  # DDP's other ranks re-run train.py in rank zero's run directory, which it owns
         folder = Path(str(config.hydra.run.dir))
         resume = config.get("resume")
         if not resume and self._requeued(folder):
@@ -288,6 +286,12 @@ class RunDirectoryGuard(HydraCallback):
         if not (folder / HYDRA_DIR / "config.yaml").is_file():
             sys.exit(f"error: resume={folder} is not a run directory (no {HYDRA_DIR}/config.yaml): "
                      "pass the folder train.py printed for the run.")
+        from mlplab.resume import check_same_settings
+
+        try:
+            check_same_settings(config, folder)
+        except UserError as error:
+            sys.exit(f"error: {error}")
         metrics = read_json(folder / METRICS_FILE)
         if read_status(folder).get("status") == FINISHED and metrics is not None:
             if config.trainer.max_epochs <= metrics.get("epochs", 0):
@@ -295,64 +299,3 @@ class RunDirectoryGuard(HydraCallback):
                       f"{metrics.get('test_acc', float('nan')):.2%}); nothing to resume, nothing changed. "
                       "Raise trainer.max_epochs to train it further.")
                 sys.exit(0)
-
-
-# ---------------------------------------------------------------------------------------------
-# run_info.json: where and how a run ran
-
-
-def _git(*args: str) -> str | None:
-    try:
-        return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def git_state() -> dict[str, Any]:
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def hardware() -> dict[str, Any]:
-    import torch
-
-    gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-    return {"host": socket.gethostname(), "cpu": cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus,
-            "platform": platform.platform()}
-
-
-def versions() -> dict[str, str]:
-    found = {"python": sys.version.split()[0]}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
-
-
-def run_info(seed: int, data_md5s: dict[str, str]) -> dict[str, Any]:
-    """Everything that describes where and how a run ran, beside its config."""
-    return {
-        "command": [sys.executable, *sys.argv],
-        "seed": seed,
-        "git": git_state(),
-        "versions": versions(),
-        "hardware": hardware(),
-        "data_md5": data_md5s,
-        "env": {"CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES"),
-                "WANDB_MODE": os.environ.get("WANDB_MODE")},
-        "started": now(),
-    }

@@ -23,6 +23,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
@@ -34,36 +35,47 @@ from rich.tree import Tree
 
 from mlplab.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
 from mlplab.data import MNISTDataModule
+from mlplab.errors import ConfigError
 from mlplab.guards import NonFiniteLossGuard, RunInterrupted, StopOnSignal
 from mlplab.loggers import build_loggers, finish_wandb, log_run
 from mlplab.module import MLPClassifier
 from mlplab import resume
+from mlplab.runinfo import run_info
 from mlplab.runfiles import (CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED, METRICS_FILE, RUN_INFO_FILE,
-                             RUNNING, read_json, run_info, slurm_job, now, write_json, write_status, write_text)
+                             RUNNING, read_json, slurm_job, now, write_json, write_status, write_text)
 
 MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
 
 
 class FitClock(Callback):
-    """Seconds spent fitting, kept in every checkpoint so a resumed run's total covers all segments."""
+    """Seconds spent fitting and in all, kept in every checkpoint, so a resumed run's totals cover
+    every segment up to the checkpoint it continues from."""
 
     def __init__(self) -> None:
-        self.before = 0.0  # fit seconds of the earlier segments
-        self._started: float | None = None
+        self.started = time.perf_counter()  # this segment's start
+        self.fit_before = self.wall_before = 0.0  # the earlier segments'
+        self._fit_started: float | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._started = time.perf_counter()
+        self._fit_started = time.perf_counter()
 
     @property
-    def seconds(self) -> float:
-        return self.before + (time.perf_counter() - self._started if self._started is not None else 0.0)
+    def fit_seconds(self) -> float:
+        return self.fit_before + (time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
 
     def state_dict(self) -> dict[str, float]:
-        return {"fit_seconds": self.seconds}
+        return {"fit_seconds": self.fit_seconds, "wall_seconds": self.wall_seconds}
 
-    def load_state_dict(self, state_dict: dict[str, float]) -> None:
-        self.before = float(state_dict.get("fit_seconds", 0.0))
-        self._started = time.perf_counter()
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Only a resumed fit continues the totals; testing the best checkpoint must not rewind them.
+        if trainer.state.fn == "fit":
+            state = checkpoint.get("callbacks", {}).get(type(self).__name__, {})
+            self.fit_before = float(state.get("fit_seconds", 0.0))
+            self.wall_before = float(state.get("wall_seconds", 0.0))
 
 
 class FlushLoggers(Callback):
@@ -97,10 +109,17 @@ def interactive() -> bool:
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list) -> pl.Trainer:
-    """Lightning's Trainer from cfg.trainer."""
+    """Lightning's Trainer from cfg.trainer; a value Lightning refuses is one line naming it."""
     if interactive():
         callbacks = [*callbacks, RichProgressBar()]
-    return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False, enable_progress_bar=interactive())
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                           enable_progress_bar=interactive())
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        raise ConfigError(f"trainer settings refused by Lightning: {reason[:300]}. "
+                          "See `python train.py --cfg job` for the trainer group.") from None
 
 
 def checkpoint_callback(output_dir: Path, validates: bool) -> ModelCheckpoint:
@@ -164,10 +183,9 @@ def prepare_resume(cfg: DictConfig, output_dir: Path) -> Path | None:
 
 def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, datamodule: MNISTDataModule,
                  checkpoints: ModelCheckpoint, clock: FitClock, ckpt_path: Path | None) -> dict[str, Any]:
-    started = time.perf_counter()
     fitted = torch.compile(module) if cfg.model.get("compile") else module
     trainer.fit(fitted, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
-    fit_seconds = clock.seconds
+    fit_seconds = clock.fit_seconds
     tested = "best" if checkpoints.monitor and checkpoints.best_model_path else "last"
     results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)[0]
     best_val = checkpoints.best_model_score
@@ -181,7 +199,7 @@ def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, da
         "epochs": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
-        "wall_seconds": round(clock.before + time.perf_counter() - started, 3),
+        "wall_seconds": round(clock.wall_seconds, 3),
     }
 
 
@@ -221,25 +239,9 @@ def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any
         write_status(output_dir, RUNNING, pid=os.getpid(), host=socket.gethostname(), slurm_job=slurm_job(),
                      started=now(), ended=None, signal=None, error=None)
         print_config_tree(cfg)
-    ckpt_path = prepare_resume(cfg, output_dir) if cfg.get("resume") else None
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
-    if is_rank_zero():  # where Lightning itself prepares data
-        datamodule.prepare_data()
-    datamodule.setup("fit")  # checks the MD5s, which go into run_info.json
-    info = start_info(cfg, output_dir, datamodule.file_md5s)
-    module = build_module(cfg, datamodule)
-    checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0), FitClock()
-    loggers = build_loggers(cfg, wandb_id=info.get("wandb_id"))
-    if ckpt_path is not None:
-        for logger in loggers:
-            if isinstance(logger, CSVLogger):
-                resume.continue_curves(logger, output_dir)
-    log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
-    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *insight_callbacks()]
-    trainer = build_trainer(cfg, callbacks, loggers)
+    loggers: list = []
     try:
-        metrics = fit_and_test(cfg, trainer, module, datamodule, checkpoints, clock, ckpt_path)
+        metrics = _train(cfg, output_dir, stop, loggers)
     except BaseException as error:
         if stop.signum is not None:
             finish_wandb(loggers, None, INTERRUPTED, exit_code=128 + stop.signum)
@@ -250,14 +252,38 @@ def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any
             write_status(output_dir, FAILED, error=str(error).splitlines()[0] if str(error) else type(error).__name__,
                          ended=now())
         raise
-    metrics["output_dir"] = str(output_dir)
     finish_wandb(loggers, metrics, FINISHED)
-    if trainer.is_global_zero:
+    if is_rank_zero():
         write_json(output_dir / METRICS_FILE, metrics)
-        write_json(output_dir / RUN_INFO_FILE, {**info, "ended": now(), "metrics": metrics})
+        write_json(output_dir / RUN_INFO_FILE, {**(read_json(output_dir / RUN_INFO_FILE) or {}), "ended": now(),
+                                                "metrics": metrics})
         write_status(output_dir, FINISHED, ended=now())
         Console(soft_wrap=True).print(
             f"[bold green]test accuracy {metrics['test_acc']:.2%}[/] (loss {metrics['test_loss']:.4f}, "
             f"{metrics['epochs']} epochs, {metrics['wall_seconds']:.0f} s) -> {output_dir}"
         )
     return metrics
+
+
+def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list) -> dict[str, Any]:
+    """Everything between the first status and the last: each step may fail or be stopped."""
+    checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0), FitClock()
+    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *insight_callbacks()]
+    trainer = build_trainer(cfg, callbacks, [])  # before any data is read: Lightning checks its own arguments
+    ckpt_path = prepare_resume(cfg, output_dir) if cfg.get("resume") else None
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
+    if is_rank_zero():  # where Lightning itself prepares data
+        datamodule.prepare_data()
+    datamodule.setup("fit")  # checks the MD5s, which go into run_info.json
+    info = start_info(cfg, output_dir, datamodule.file_md5s)
+    module = build_module(cfg, datamodule)
+    loggers += build_loggers(cfg, wandb_id=info.get("wandb_id"))
+    if ckpt_path is not None:
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                resume.continue_curves(logger, output_dir)
+    log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
+    trainer.loggers = loggers
+    metrics = fit_and_test(cfg, trainer, module, datamodule, checkpoints, clock, ckpt_path)
+    return {**metrics, "output_dir": str(output_dir)}

@@ -95,6 +95,16 @@ def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> Non
         time.sleep(0.05)
 
 
+def assert_one_line_error(result: subprocess.CompletedProcess, *expected: str) -> str:
+    """A user error: non-zero exit, no traceback, exactly one `error:` line holding each of `expected`."""
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr[-3000:]
+    assert all(text in errors[0] for text in expected), errors[0]
+    return errors[0]
+
+
 def read_png(path: Path) -> np.ndarray:
     """The RGB pixels of a PNG the project wrote (after checking it is one)."""
     with Image.open(path) as image:
