@@ -1,5 +1,6 @@
-"""Continuing a run in its own directory: which checkpoint, whether the settings match, and
-keeping the curves of the earlier segments.
+"""A run directory's life: refused when it already holds another run, continued in place on
+`resume=` (or a SLURM requeue) from the right checkpoint, with the same settings and the curves of
+the earlier segments kept.
 
 A run resumes from `checkpoints/last.ckpt`, written at the end of each epoch: data order,
 augmentation and the RNG states depend only on (seed, epoch) and the checkpoint, so the resumed run
@@ -10,15 +11,19 @@ checkpoint and starts over in the same directory.
 from __future__ import annotations
 
 import csv
+import os
 import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from hydra.experimental.callback import Callback as HydraCallback
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mlplab.errors import UserError
-from mlplab.runfiles import CHECKPOINTS_DIR, HYDRA_DIR, METRICS_CSV
+from mlplab.runfiles import (CHECKPOINTS_DIR, FINISHED, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, read_json,
+                             read_status, slurm_job)
 
 # Keys a resumed run may change: more epochs, and where things are.
 RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths")
@@ -106,3 +111,72 @@ def continue_curves(logger: Any, run_dir: Path) -> None:
     writer.metrics_keys = sorted(header)
     if writer.metrics_keys != header:  # keep the writer's column order and the file's the same
         writer._rewrite_with_new_header(writer.metrics_keys)
+
+
+# ---------------------------------------------------------------------------------------------
+# Before Hydra writes into the run directory
+
+# What makes a folder hold a run (a status.json alone is what a run refused by the config checks leaves).
+RUN_RECORDS = (METRICS_FILE, RUN_INFO_FILE, CHECKPOINTS_DIR)
+
+
+def _can_create(folder: Path) -> bool:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(folder, os.W_OK)
+
+
+def holds_a_run(folder: Path) -> bool:
+    return any((folder / name).exists() for name in RUN_RECORDS)
+
+
+class RunDirectoryGuard(HydraCallback):
+    """Checks the run directory before Hydra writes anything into it (conf/config.yaml enables it).
+
+    A folder that already holds a run is never mixed with a new one; resuming a finished run
+    changes nothing; a folder that cannot be created is named in one line.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK")):
+            return  # DDP's other ranks re-run train.py in rank zero's run directory, which it owns
+        folder = Path(str(config.hydra.run.dir))
+        resume = config.get("resume")
+        if not resume and self._requeued(folder):
+            # SLURM requeued this job (preemption, or Lightning's auto-requeue): continue its run.
+            print(f"SLURM job {slurm_job()} requeued: resuming {folder}", file=sys.stderr)
+            with open_dict(config), read_write(config):
+                config.resume = str(folder)
+            resume = config.resume
+        if resume:
+            self._check_resume(Path(str(resume)), config)
+        elif not _can_create(folder):
+            sys.exit(f"error: cannot create the run directory {folder}: point paths.output_root=... "
+                     "(or hydra.run.dir=...) at a writable folder.")
+        elif holds_a_run(folder):
+            status = read_status(folder).get("status", "unknown")
+            sys.exit(f"error: {folder} already holds a run (status: {status}); choose another hydra.run.dir, "
+                     f"or continue that run with resume={folder}")
+
+    @staticmethod
+    def _requeued(folder: Path) -> bool:
+        return bool(slurm_job()) and holds_a_run(folder) and read_status(folder).get("slurm_job") == slurm_job()
+
+    @staticmethod
+    def _check_resume(folder: Path, config: DictConfig) -> None:
+        if not (folder / HYDRA_DIR / "config.yaml").is_file():
+            sys.exit(f"error: resume={folder} is not a run directory (no {HYDRA_DIR}/config.yaml): "
+                     "pass the folder train.py printed for the run.")
+        try:
+            check_same_settings(config, folder)
+        except UserError as error:
+            sys.exit(f"error: {error}")
+        metrics = read_json(folder / METRICS_FILE)
+        if read_status(folder).get("status") == FINISHED and metrics is not None:
+            if config.trainer.max_epochs <= metrics.get("epochs", 0):
+                print(f"{folder} finished all {metrics.get('epochs')} epochs (test accuracy "
+                      f"{metrics.get('test_acc', float('nan')):.2%}); nothing to resume, nothing changed. "
+                      "Raise trainer.max_epochs to train it further.")
+                sys.exit(0)
