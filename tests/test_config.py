@@ -137,7 +137,7 @@ def test_train_py_stops_before_reading_data(tmp_path, overrides, expected):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("override", ["trainer.accelerator=tpu", "trainer.precision=bogus"])
+@pytest.mark.parametrize("override", ["trainer.accelerator=tpu", "++trainer.precision=bogus"])
 def test_trainer_values_lightning_refuses_are_one_line_and_a_failed_status(tmp_path, override):
     result = run_script("train.py", "+experiment=smoke", override, f"data.root={tmp_path}/nowhere",
                         f"hydra.run.dir={tmp_path}/run")

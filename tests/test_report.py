@@ -287,9 +287,9 @@ def check_page(page: PageParser, runs_dir: Path) -> None:
         "crashed": "failed", "diverged": "failed", "failed_trial": "failed"}
     assert "dropout.p=1.5 is not allowed" in failed["crashed"][3]
     assert failed["crashed"][1] == failed["failed_trial"][1] == "+experiment=smoke dropout.p=1.5"
-    # The real error: error.log's last line for the NaN stop, the sweep's trial.log for the rejected config.
+    # The real error: error.log's last line (the traceback's for the NaN stop, the refusal's for the config).
     assert failed["diverged"][3].startswith("mlplab.guards.NonFiniteLossError: training loss became nan")
-    assert failed["failed_trial"][3].startswith("exit 1 · error: ")
+    assert failed["failed_trial"][3].startswith("exit 1 · ")
     assert "dropout.p=1.5 is not allowed" in failed["failed_trial"][3]
 
     assert all(image["src"].startswith("data:image/png;base64,") for image in page.images)

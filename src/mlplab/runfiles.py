@@ -149,7 +149,8 @@ def record_refusal(run_dir: str | Path, error: Exception) -> None:
     """A run stopped by a user error before training: status failed and the one-line reason as its
     error.log, unless the folder cannot take them (then the printed line is the whole record)."""
     try:
-        if Path(run_dir).is_dir() and read_status(run_dir).get("status") != FINISHED:
+        # A run that failed in training has recorded its own failure, with the traceback.
+        if Path(run_dir).is_dir() and read_status(run_dir).get("pid") != os.getpid():
             write_text(Path(run_dir) / ERROR_LOG, f"{error}\n")
             write_status(run_dir, FAILED, error=str(error), ended=now())
     except UserError:
