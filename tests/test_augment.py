@@ -132,3 +132,11 @@ def test_seed_pytorch_with_affine_augmentation_runs_end_to_end(mnist, tmp_path):
                         "trainer=cpu", "logger=none", f"hydra.run.dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "metrics.json").read_text())["test_acc"] >= 0.93
+
+
+def test_preview_draws_the_configured_augmentation_in_process(mnist, tmp_path, monkeypatch):
+    from mlplab.preview import preview
+
+    monkeypatch.chdir(tmp_path)  # the checkout is found from the package, not the current folder
+    path = preview(["augment=affine", f"data.root={mnist}"], tmp_path / "p.png")
+    assert read_png(path).shape[0] > 400
