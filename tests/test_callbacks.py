@@ -199,3 +199,17 @@ def test_figures_reach_wandb_as_images(datamodule, compose_cfg, tmp_path, monkey
         images = list(folder.glob(f"{prefix}_*.png"))
         assert len(images) == 1, f"no {key} image in {folder}"
         read_png(images[0])
+
+
+def test_dead_units_are_those_zero_on_every_image():
+    torch.manual_seed(0)
+    net = build_module(compose_config("model.hidden_sizes=[8]", "norm=none", "activation=relu")).net
+    first = net.linear_layers()[0]
+    with torch.no_grad():
+        first.bias[:2] = -1e6  # two units that no image can switch on
+    inputs = torch.rand(200, 784)
+    mean, std, zero_frac, dead_frac = ActivationStats().statistics(net, inputs)[0].tolist()
+    assert dead_frac == pytest.approx(2 / 8)
+    assert zero_frac >= 2 / 8 and std > 0
+    sigmoid = build_module(compose_config("model.hidden_sizes=[8]", "norm=none", "activation=sigmoid")).net
+    assert ActivationStats().statistics(sigmoid, inputs)[0, 3].item() == 0.0

@@ -110,11 +110,13 @@ class GradientNorms(Callback):
 
 
 class ActivationStats(Callback):
-    """Logs `activation/layer{i}/{mean,std,zero_frac}` of each hidden activation's output, once per epoch.
+    """Logs `activation/layer{i}/{mean,std,zero_frac,dead_frac}` of each hidden activation's output,
+    once per epoch.
 
     The statistics come from a fixed batch, the first `num_images` validation images (test images
     when there is no validation split), run in eval mode without gradients. `zero_frac` is the
-    fraction of outputs that are exactly zero: dead ReLUs.
+    fraction of outputs that are exactly zero (inactive ReLUs on that input); `dead_frac` the
+    fraction of units that are zero on every image of the batch (dead units, never active).
     """
 
     def __init__(self, num_images: int = 1000) -> None:
@@ -147,7 +149,8 @@ class ActivationStats(Callback):
 
     @torch.no_grad()
     def statistics(self, net: MLP, inputs: torch.Tensor) -> torch.Tensor:
-        """[hidden layers, 3]: mean, std and zero fraction of each hidden activation's output on `inputs`."""
+        """[hidden layers, 4]: mean, std, zero fraction and dead-unit fraction of each hidden activation's
+        output on `inputs`."""
         outputs: list[torch.Tensor] = []
         handles = [
             module.register_forward_hook(lambda module, args, output: outputs.append(output))
@@ -163,7 +166,8 @@ class ActivationStats(Callback):
             for module, training in modes.items():
                 module.training = training
         return torch.stack([
-            torch.stack([output.float().mean(), output.float().std(), (output == 0).float().mean()])
+            torch.stack([output.float().mean(), output.float().std(), (output == 0).float().mean(),
+                         (output == 0).all(dim=0).float().mean()])
             for output in outputs
         ])
 
@@ -171,11 +175,12 @@ class ActivationStats(Callback):
         self._recorded_epoch = trainer.current_epoch
         stats = self.statistics(_net(pl_module), self.fixed_inputs(trainer, pl_module))
         metrics = {}
-        for index, (mean, std, zero_frac) in enumerate(stats.tolist()):
+        for index, (mean, std, zero_frac, dead_frac) in enumerate(stats.tolist()):
             metrics |= {
                 f"activation/layer{index}/mean": mean,
                 f"activation/layer{index}/std": std,
                 f"activation/layer{index}/zero_frac": zero_frac,
+                f"activation/layer{index}/dead_frac": dead_frac,
             }
         pl_module.log_dict(metrics, on_epoch=True)
 
