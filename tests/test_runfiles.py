@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from pytorch_lightning.loggers import CSVLogger
 
 from mlplab import resume, runfiles
 from mlplab.guards import RunInterrupted, StopOnSignal
@@ -88,7 +89,8 @@ def test_resuming_drops_exactly_the_rows_logged_after_the_checkpoint(tmp_path):
             {"epoch": "1", "step": "199", "train/loss": "", "val/acc": "0.95"},
             {"epoch": "", "step": "249", "train/loss": "0.5", "val/acc": ""}]  # after the checkpoint
     write_curves(tmp_path / runfiles.METRICS_CSV, rows)
-    assert resume.keep_curves_until(tmp_path, epoch=1, step=199) == 4
+    logger = CSVLogger(tmp_path, name="csv", version="")
+    assert resume.continue_curves(logger, tmp_path, epoch=1, step=199) == 4
     with (tmp_path / runfiles.METRICS_CSV).open() as handle:
         assert [row["step"] for row in csv.DictReader(handle)] == ["49", "99", "149", "199"]
 

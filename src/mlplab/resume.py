@@ -67,9 +67,15 @@ def checkpoint_position(path: Path) -> tuple[int, int]:
     return int(checkpoint["epoch"]), int(step)
 
 
-def keep_curves_until(run_dir: Path, epoch: int, step: int) -> int:
-    """Drop the rows of csv/metrics.csv logged after the checkpoint at (epoch, step): the resumed
-    run logs them again. Returns how many rows are kept."""
+def continue_curves(logger: Any, run_dir: Path, epoch: int, step: int) -> int:
+    """Let a CSVLogger of a resumed run append to the rows logged up to the checkpoint at
+    (epoch, step); the rows after it are dropped, as the resumed run logs them again. Returns how
+    many rows are kept.
+
+    Lightning's CSV writer deletes an existing metrics.csv when it starts: the rows are read first
+    and written back once, after which the writer appends (and rewrites the file whole, rows kept,
+    when a new column appears).
+    """
     path = run_dir / METRICS_CSV
     if not path.is_file():
         return 0
@@ -83,34 +89,14 @@ def keep_curves_until(run_dir: Path, epoch: int, step: int) -> int:
         return row_epoch <= epoch and row_step <= step
 
     kept = [row for row in rows if logged_before(row)]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=header)
-        writer.writeheader()
-        writer.writerows(kept)
-    return len(kept)
-
-
-def continue_curves(logger: Any, run_dir: Path) -> None:
-    """Let a CSVLogger of a resumed run append to the earlier rows instead of starting a new file.
-
-    Lightning's CSV writer deletes an existing metrics.csv when it starts; the rows are read first
-    and written back with their header, after which the writer appends (and rewrites the file
-    whole, rows kept, when a new column appears).
-    """
-    path = run_dir / METRICS_CSV
-    if not path.is_file():
-        return
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        header, rows = list(reader.fieldnames or []), list(reader)
     writer = logger.experiment  # created now: this is where the old file is removed
-    with path.open("w", newline="") as handle:
-        csv_writer = csv.DictWriter(handle, fieldnames=header)
-        csv_writer.writeheader()
-        csv_writer.writerows(rows)
+    # The writer keeps its columns sorted; the file gets the same order.
     writer.metrics_keys = sorted(header)
-    if writer.metrics_keys != header:  # keep the writer's column order and the file's the same
-        writer._rewrite_with_new_header(writer.metrics_keys)
+    with path.open("w", newline="") as handle:
+        csv_writer = csv.DictWriter(handle, fieldnames=writer.metrics_keys)
+        csv_writer.writeheader()
+        csv_writer.writerows(kept)
+    return len(kept)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -166,9 +152,6 @@ class RunDirectoryGuard(HydraCallback):
 
     @staticmethod
     def _check_resume(folder: Path, config: DictConfig) -> None:
-        if not (folder / HYDRA_DIR / "config.yaml").is_file():
-            sys.exit(f"error: resume={folder} is not a run directory (no {HYDRA_DIR}/config.yaml): "
-                     "pass the folder train.py printed for the run.")
         try:
             check_same_settings(config, folder)
         except UserError as error:

@@ -115,25 +115,31 @@ def write_json(path: Path, content: dict[str, Any]) -> Path:
     return write_text(path, json.dumps(content, indent=2) + "\n")
 
 
-def _process_gone(record: dict[str, Any]) -> bool:
-    """Whether the process a status.json names has ended (only knowable on the host that wrote it)."""
-    pid = record.get("pid")
-    if not isinstance(pid, int) or record.get("host") != socket.gethostname():
-        return False
+def process_alive(pid: int, marker: str | None = None) -> bool:
+    """Whether process `pid` runs on this host; with `marker`, also that its command line names it
+    (a pid can be reused by an unrelated process)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return True
-    except PermissionError:
         return False
-    return False
+    except PermissionError:
+        return marker is None  # alive, but another user's: not the process a marker names
+    if marker is None:
+        return True
+    try:
+        return marker in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return False
 
 
 def read_status(run_dir: Path) -> dict[str, Any]:
     """The run's status.json ({} when there is none yet); a `running` run whose process is gone is
     reported as `killed`."""
     record = read_json(Path(run_dir) / STATUS_FILE) or {}
-    if record.get("status") == RUNNING and _process_gone(record):
+    pid = record.get("pid")
+    # Only knowable on the host that wrote it.
+    if (record.get("status") == RUNNING and isinstance(pid, int) and record.get("host") == socket.gethostname()
+            and not process_alive(pid)):
         record["status"] = KILLED
     return record
 

@@ -170,14 +170,17 @@ def resume_command(output_dir: Path) -> str:
     return shlex.join(["python", "train.py", *overrides, f"resume={output_dir}"])
 
 
-def prepare_resume(cfg: DictConfig, output_dir: Path) -> Path | None:
-    """The checkpoint a resumed run continues from (None: start over in place), its curves trimmed to it."""
-    resume.check_same_settings(cfg, output_dir)
+def prepare_resume(output_dir: Path, loggers: list) -> Path | None:
+    """The checkpoint a resumed run continues from (None: start over in place), with the CSV curves
+    continued from it. The settings were compared before Hydra wrote anything (resume.RunDirectoryGuard)."""
     # Lightning warns about a non-empty log and checkpoint folder; continuing in it is the point here.
     warnings.filterwarnings("ignore", message=r"(Experiment logs|Checkpoint) directory .* exists and is not empty")
     checkpoint = resume.last_checkpoint(output_dir)
     if checkpoint is not None and is_rank_zero():
-        resume.keep_curves_until(output_dir, *resume.checkpoint_position(checkpoint))
+        position = resume.checkpoint_position(checkpoint)
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                resume.continue_curves(logger, output_dir, *position)
     return checkpoint
 
 
@@ -270,7 +273,6 @@ def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list)
     checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0), FitClock()
     callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *insight_callbacks()]
     trainer = build_trainer(cfg, callbacks, [])  # before any data is read: Lightning checks its own arguments
-    ckpt_path = prepare_resume(cfg, output_dir) if cfg.get("resume") else None
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
     if is_rank_zero():  # where Lightning itself prepares data
@@ -279,10 +281,7 @@ def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list)
     info = start_info(cfg, output_dir, datamodule.file_md5s)
     module = build_module(cfg, datamodule)
     loggers += build_loggers(cfg, wandb_id=info.get("wandb_id"))
-    if ckpt_path is not None:
-        for logger in loggers:
-            if isinstance(logger, CSVLogger):
-                resume.continue_curves(logger, output_dir)
+    ckpt_path = prepare_resume(output_dir, loggers) if cfg.get("resume") else None
     log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
     trainer.loggers = loggers
     metrics = fit_and_test(cfg, trainer, module, datamodule, checkpoints, clock, ckpt_path)

@@ -17,7 +17,6 @@ that trial was interrupted.
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -55,15 +54,6 @@ def write_record(directory: Path, record: dict[str, Any]) -> None:
     runfiles.write_json(directory / TRIAL_FILE, record)
 
 
-def pid_runs_trial(pid: int, directory: Path) -> bool:
-    """Whether `pid` is alive and still this trial's process (a pid can be reused by another)."""
-    try:
-        os.kill(pid, 0)
-        return str(directory) in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except (ProcessLookupError, PermissionError, FileNotFoundError):
-        return False
-
-
 def recorded_outcome(directory: Path) -> str | None:
     """What the last attempt came to; None when the trial never started."""
     record = read_record(directory)
@@ -71,7 +61,7 @@ def recorded_outcome(directory: Path) -> str | None:
     if outcome != RUNNING:
         return outcome
     pid = record.get("pid")
-    if pid and pid_runs_trial(pid, directory):
+    if pid and runfiles.process_alive(pid, marker=str(directory)):
         raise SweepError(f"trial {directory.name} is still running (pid {pid}) from a launcher that was killed: "
                          f"end it with `kill -- -{pid}` or let it finish, then rerun")
     return INTERRUPTED  # its launcher was killed, and the trial with it
