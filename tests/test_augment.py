@@ -105,7 +105,7 @@ class CaptureBatches(pl.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if batch_idx == 0:
-            self.train = batch[0].clone()
+            self.train = batch[0][0].clone()  # a training batch is a chunk: a list of (inputs, labels)
 
     def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
         if batch_idx == 0 and not trainer.sanity_checking:

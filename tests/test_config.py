@@ -82,6 +82,8 @@ BAD_VALUES = [
     (["trainer.max_epochs=0"], "would train nothing"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
     (["model.compile=maybe"], "model.compile='maybe'"),
+    (["model.cuda_graph=1"], "model.cuda_graph=1"),
+    (["data.chunk=0"], "data.chunk=0"),
     (["name=a/b"], "name='a/b'"),
     (["optimizer.lr=.inf"], "optimizer.lr=inf is not allowed: a finite number"),
     (["optimizer.eps=-1"], "optimizer.eps=-1"),
@@ -105,6 +107,13 @@ BAD_INPUTS = BAD_VALUES + BAD_COMBINATIONS
 @pytest.fixture(scope="module")
 def default_cfg():
     return compose_config()
+
+
+def test_a_validation_interval_in_batches_needs_unchunked_batches():
+    with pytest.raises(ConfigError, match="trainer.val_check_interval=100 counts Lightning batches"):
+        check_config(compose_config("++trainer.val_check_interval=100"))
+    check_config(compose_config("++trainer.val_check_interval=100", "data.chunk=1"))
+    check_config(compose_config("++trainer.val_check_interval=0.5"))
 
 
 @pytest.mark.parametrize("overrides, expected", BAD_VALUES)

@@ -64,8 +64,8 @@ def check_model(cfg: DictConfig) -> None:
     for size in sizes:
         _require(_is_int(size) and size > 0, "model.hidden_sizes", sizes, "every width must be an integer > 0")
     _require(cfg.model.init in INITS, "model.init", cfg.model.init, f"one of {', '.join(INITS)}")
-    _require(isinstance(cfg.model.get("compile", False), bool), "model.compile", cfg.model.get("compile"),
-             "true or false")
+    for key in ("compile", "cuda_graph"):
+        _require(isinstance(cfg.model.get(key, False), bool), f"model.{key}", cfg.model.get(key), "true or false")
     p = cfg.dropout.p
     _require(_is_number(p) and 0 <= p < 1, "dropout.p", p, "a probability in [0, 1)")
 
@@ -75,6 +75,8 @@ def check_data(cfg: DictConfig) -> None:
              "the folder that holds MNIST/raw/ (or set MNIST_ROOT)")
     for key in ("data.batch_size", "data.eval_batch_size"):
         _require_number(cfg, key, 1, integer=True)
+    if "chunk" in cfg.data:
+        _require_number(cfg, "data.chunk", 1, integer=True)
     train_size = get_class(cfg.data._target_).train_size
     val_size = cfg.data.val_size
     _require(_is_int(val_size) and 0 <= val_size < train_size, "data.val_size", val_size,
@@ -138,6 +140,12 @@ def check_trainer(cfg: DictConfig) -> None:
         if value is not None:
             ok = (_is_int(value) and value >= 1) or (_is_number(value) and not _is_int(value) and 0 < value <= 1)
             _require(ok, f"trainer.{key}", value, f"a number of batches >= 1 or a fraction in (0, 1] (0 {what})")
+    interval = trainer.get("val_check_interval")
+    if _is_int(interval) and cfg.data.get("chunk", 1) > 1:
+        raise ConfigError(
+            f"trainer.val_check_interval={interval} counts Lightning batches, which hold data.chunk="
+            f"{cfg.data.chunk} batches each: give a fraction of the epoch (e.g. 0.5), or set data.chunk=1."
+        )
     devices = trainer.get("devices", 1)
     _require((_is_int(devices) and devices >= 1) or devices == "auto", "trainer.devices", devices,
              "an integer >= 1 or auto")

@@ -35,27 +35,34 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 class NonFiniteLossGuard(pl.Callback):
-    """Stop as soon as the training loss is NaN or inf, naming the epoch and step.
+    """Stop as soon as the training loss is NaN or inf, naming the epoch and the optimizer step.
 
-    On the CPU every step is checked (reading a scalar costs nothing there). On an accelerator the
-    check runs every `trainer.log_every_n_steps` steps, because reading the loss forces the host to
-    wait for the device; the error then names the interval in which it happened.
+    A training batch may hold several optimizer steps (a chunk); the module returns each step's
+    loss. On the CPU every step is checked (reading a scalar costs nothing there). On an accelerator
+    the check runs once every `trainer.log_every_n_steps` steps, because reading the loss forces the
+    host to wait for the device; it then reads the losses of the whole chunk, and the error names
+    the interval in which the loss went bad.
     """
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        step = trainer.global_step
+        losses = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if losses is None:
+            return
+        losses = losses.reshape(-1)
+        step, first = trainer.global_step, trainer.global_step - len(losses)
         every = 1 if module.device.type == "cpu" else max(1, trainer.log_every_n_steps)
-        if step % every:
+        if every > 1 and step // every == first // every:  # no multiple of `every` in this chunk
             return
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if torch.isfinite(loss).item():
+        finite = torch.isfinite(losses)
+        if finite.all().item():
             return
-        where = f"step {step}" if every == 1 else f"steps {max(step - every, 0)}..{step}"
+        bad = int((~finite).nonzero()[0]) + 1  # steps are counted from 1
+        where = f"step {first + bad}" if every == 1 else f"step {first + bad} (checked every {every} steps)"
         checkpoint = Path(trainer.default_root_dir) / CHECKPOINTS_DIR / "last.ckpt"
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint.exists() else "no epoch had finished, so no checkpoint was kept"
         raise NonFiniteLossError(
-            f"training loss became {loss.item()} at epoch {trainer.current_epoch}, {where}: "
+            f"training loss became {losses[bad - 1].item()} at epoch {trainer.current_epoch}, {where}: "
             f"lower optimizer.lr (now {trainer.optimizers[0].param_groups[0]['lr']:g}), use a norm layer, "
             f"or check data.normalize; {kept}."
         )

@@ -1,11 +1,17 @@
-"""The LightningModule: cross-entropy plus the optional L2 term, accuracy metrics, the optimizer.
+"""The LightningModule: cross-entropy plus the optional L2 term, accuracy metrics, the optimizer,
+and the fast training step.
 
 Its hyperparameters are the plain config dicts of the model, activation, norm, dropout, l2 and
 optimizer groups, so a checkpoint rebuilds the exact network with `load_from_checkpoint`.
+
+Each Lightning batch is a chunk of batches (see `mlplab.data`); `training_step` takes one optimizer
+step per batch, so global_step, logging intervals and `max_steps` count optimizer steps exactly as
+without chunks. On one CUDA device the step is replayed from a CUDA graph (`model.cuda_graph`).
 """
 
 from __future__ import annotations
 
+import inspect
 import random
 from typing import Any
 
@@ -14,10 +20,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
+from pytorch_lightning.trainer import call
 from torch import nn
 from torchmetrics import MaxMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from mlplab.cuda_graph import GraphedStep
 from mlplab.model import MLP
 
 FUSED_DEVICES = ("cpu", "cuda")  # where torch's Adam, AdamW and SGD have fused kernels
@@ -78,6 +86,8 @@ class MLPClassifier(pl.LightningModule):
         self.register_buffer("_interval_sums", torch.zeros(3), persistent=False)
         self.register_buffer("_epoch_sums", torch.zeros(3), persistent=False)
         self._interval_steps = self._epoch_steps = self._interval_samples = self._epoch_samples = 0
+        self._interval_logs: list[tuple[int, torch.Tensor, int, int]] = []
+        self._graphed: GraphedStep | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -100,28 +110,66 @@ class MLPClassifier(pl.LightningModule):
             return loss, self.l2_penalty(), correct
         return loss, torch.zeros((), device=loss.device), correct
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, penalty, correct = self.training_losses(batch)
-        total = loss + penalty
-        # Manual optimization: Lightning's automatic closure machinery costs more per step than
-        # this model's forward and backward; the step itself is the textbook three lines.
+    def training_step(self, batch: list[tuple[torch.Tensor, torch.Tensor]], batch_idx: int) -> torch.Tensor | None:
+        """One optimizer step per batch of the chunk; the steps' losses (the NaN guard reads them)."""
+        losses = []
+        for x, y in batch:
+            if 0 <= self.trainer.max_steps <= self.global_step:  # max_steps counts optimizer steps
+                break
+            losses.append(self._optimizer_step(x, y))
+            self._count_step(len(y))
+        return torch.stack(losses) if losses else None
+
+    # Manual optimization: Lightning's automatic closure machinery costs more per step than this
+    # model's forward and backward; the step itself is the textbook three lines.
+    def _optimizer_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         optimizer = self.optimizers()
+        if self._graphed is None:
+            return self._step(x, y, optimizer, self.manual_backward)
+        # The graph runs the raw optimizer; Lightning's step count and hooks are kept here, per step.
+        optimizer._on_before_step()
+        total = self._graphed(x, y, key=tuple(group["lr"] for group in optimizer.param_groups))
+        call._call_callback_hooks(self.trainer, "on_before_optimizer_step", optimizer.optimizer)
+        optimizer._on_after_step()
+        return total
+
+    def _step(self, x: torch.Tensor, y: torch.Tensor, optimizer: Any, backward: Any) -> torch.Tensor:
+        """Forward, backward, update, metric sums: no host reads, so a CUDA graph can capture it."""
+        loss, penalty, correct = self.training_losses((x, y))
+        total = loss + penalty
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(total)
+        backward(total)
         optimizer.step()
-        self._accumulate(loss.detach(), penalty.detach(), correct, len(batch[1]))
+        self._accumulate(loss.detach(), penalty.detach(), correct)
         return total.detach()
+
+    def _captured_step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self._step(x, y, self.optimizers().optimizer, torch.Tensor.backward)
+
+    def uses_cuda_graph(self) -> bool:
+        """Whether training steps are replayed from a CUDA graph: asked for, on one CUDA device, full precision."""
+        trainer = self._trainer
+        model = self.hparams.model
+        return (bool(model.get("cuda_graph")) and not model.get("compile") and self.device.type == "cuda"
+                and trainer is not None and trainer.world_size == 1 and trainer.precision == "32-true")
 
     # Training metrics stay on the device and reach the host once per logging interval: a
     # per-step self.log or .item() would cost more than the step itself for a model this small.
-    def _accumulate(self, loss: torch.Tensor, penalty: torch.Tensor, correct: torch.Tensor, samples: int) -> None:
+    def _accumulate(self, loss: torch.Tensor, penalty: torch.Tensor, correct: torch.Tensor) -> None:
         terms = torch.stack([loss, penalty, correct])
         self._interval_sums += terms
         self._epoch_sums += terms
+
+    def _count_step(self, samples: int) -> None:
         self._interval_steps += 1
         self._epoch_steps += 1
         self._interval_samples += samples
         self._epoch_samples += samples
+        if self._interval_steps >= self.trainer.log_every_n_steps:
+            # Kept on the device until the chunk ends, logged at the step where the interval ended.
+            self._interval_logs.append((self.global_step, self._interval_sums.clone(), self._interval_steps,
+                                        self._interval_samples))
+            self._reset_interval()
 
     def _train_means(self, sums: torch.Tensor, steps: int, samples: int) -> dict[str, float]:
         loss, penalty, correct = sums.tolist()
@@ -135,12 +183,11 @@ class MLPClassifier(pl.LightningModule):
         self._epoch_steps = self._epoch_samples = 0
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
-        if self._interval_steps < self.trainer.log_every_n_steps:
-            return
-        metrics = self._train_means(self._interval_sums, self._interval_steps, self._interval_samples)
-        for logger in self.loggers:
-            logger.log_metrics(metrics, step=self.global_step)
-        self._reset_interval()
+        for step, sums, steps, samples in self._interval_logs:
+            metrics = self._train_means(sums, steps, samples)
+            for logger in self.loggers:
+                logger.log_metrics(metrics, step=step)
+        self._interval_logs.clear()
 
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()
@@ -155,6 +202,8 @@ class MLPClassifier(pl.LightningModule):
 
     def on_train_start(self) -> None:
         self._reset_interval()
+        self._interval_logs.clear()
+        self._graphed = GraphedStep(self._captured_step) if self.uses_cuda_graph() else None
 
     # Lightning's checkpoints hold model, optimizer, loops and callbacks; the global RNG states are
     # added so that a resumed run draws the same dropout masks as an uninterrupted one. (Data order
@@ -202,6 +251,8 @@ class MLPClassifier(pl.LightningModule):
         if "fused" not in factory.keywords and self.device.type in FUSED_DEVICES:
             # One kernel for the whole update instead of several per parameter: ~20 % faster steps on CPU.
             extra["fused"] = True
+        if self.uses_cuda_graph() and "capturable" in inspect.signature(factory.func).parameters:
+            extra["capturable"] = True  # the step count stays on the GPU, where a graph can update it
         optimizer = factory(groups, **extra)
         if not self.hparams.get("scheduler"):
             return optimizer

@@ -25,8 +25,9 @@ from mlplab.errors import UserError
 from mlplab.runfiles import (CHECKPOINTS_DIR, FINISHED, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, read_json,
                              read_status, slurm_job)
 
-# Keys a resumed run may change: more epochs, and where things are.
-RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths")
+# Keys a resumed run may change: more epochs, where things are, and how steps are run (chunks and
+# CUDA graphs change the speed, not the numbers).
+RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths", "data.chunk", "model.cuda_graph")
 
 
 def _flatten(container: Any, prefix: str = "") -> dict[str, Any]:
