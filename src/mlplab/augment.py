@@ -78,13 +78,21 @@ class BatchAugment:
         field = noise * self.elastic_alpha * (2.0 / side)
         return field.view(count, 2, side, side).permute(0, 2, 3, 1)
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Augment flattened float images [N, 784]; returns the same shape and dtype."""
+    def __call__(self, images: torch.Tensor, generator: torch.Generator, batch_size: int | None = None) -> torch.Tensor:
+        """Augment flattened float images [N, 784]; returns the same shape and dtype.
+
+        With `batch_size`, the images are consecutive batches of that size (a chunk) and each batch
+        draws its random maps in turn, exactly as it would alone; one resampling then warps them all.
+        """
         if self.is_identity:
             return images
-        count, device, side = len(images), images.device, image_side(images)
-        field = self.displacement(count, side, generator, device) if self.elastic_alpha > 0 else None
-        return warp(images, self.affine_matrices(count, generator, device), field)
+        device, side = images.device, image_side(images)
+        matrices, fields = [], []
+        for count in [len(part) for part in images.split(batch_size or len(images))]:
+            fields.append(self.displacement(count, side, generator, device) if self.elastic_alpha > 0 else None)
+            matrices.append(self.affine_matrices(count, generator, device))
+        field = torch.cat(fields) if self.elastic_alpha > 0 else None
+        return warp(images, torch.cat(matrices), field)
 
 
 def affine_matrices(

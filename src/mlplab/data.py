@@ -327,6 +327,5 @@ class MNISTDataModule(pl.LightningDataModule):
         pixels = images.float()
         if self.augment is not None:
             # Batch by batch, so each batch draws what it would draw outside a chunk.
-            generator = self.augment_generator(images.device)
-            pixels = torch.cat([self.augment(part, generator) for part in pixels.split(self.batch_size)])
+            pixels = self.augment(pixels, self.augment_generator(images.device), self.batch_size)
         return list(zip(self.to_input(pixels).split(self.batch_size), labels.split(self.batch_size)))
