@@ -13,26 +13,18 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
 from pytorch_lightning.loggers import CSVLogger
 
-from mlplab.guards import NonFiniteLossError, NonFiniteLossGuard
-from mlplab.train import build_module
+from helpers import fit_in_process
+from mlplab.guards import NonFiniteLossError
 
-QUICK = ("trainer=cpu", "trainer.max_epochs=2", "trainer.num_sanity_val_steps=0", "++trainer.limit_val_batches=1",
-         "trainer.log_every_n_steps=7", "logger=none")
+QUICK = ("trainer.max_epochs=2", "++trainer.limit_val_batches=1", "trainer.log_every_n_steps=7")
 
 
 def train(compose_cfg, tmp_path: Path, chunk: int, *overrides: str, callbacks=()) -> tuple[pl.Trainer, pl.LightningModule]:
-    cfg = compose_cfg(*QUICK, f"data.chunk={chunk}", f"paths.output_dir={tmp_path / f'chunk{chunk}'}", *overrides)
-    pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
-    module = build_module(cfg, datamodule)
-    trainer = instantiate(cfg.trainer, callbacks=[NonFiniteLossGuard(), *callbacks], enable_progress_bar=False,
-                          enable_checkpointing=False, enable_model_summary=False,
-                          logger=CSVLogger(tmp_path / f"chunk{chunk}", name="", version=""))
-    trainer.fit(module, datamodule=datamodule)
-    return trainer, module
+    logger = CSVLogger(tmp_path / f"chunk{chunk}", name="", version="")
+    return fit_in_process(tmp_path / f"chunk{chunk}", *QUICK, f"data.chunk={chunk}", *overrides, callbacks=callbacks,
+                          logger=logger)
 
 
 def logged(trainer: pl.Trainer) -> list[tuple[str, str]]:

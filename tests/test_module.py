@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from helpers import fit_in_process
 from mlplab.module import MLPClassifier
 from mlplab.train import build_module
 
@@ -86,3 +87,25 @@ def test_cosine_scheduler_decays_the_learning_rate_to_zero_over_the_epochs(compo
 
 def test_without_a_scheduler_the_optimizer_is_returned_alone(compose_cfg):
     assert isinstance(make_module(compose_cfg).configure_optimizers(), torch.optim.Optimizer)
+
+
+def sweep_values(name: str, key: str) -> list:
+    import yaml
+
+    from helpers import REPO
+
+    return yaml.safe_load((REPO / "sweeps" / f"{name}.yaml").read_text())["parameters"][key]["values"]
+
+
+@pytest.mark.parametrize("sweep", ["l2_penalty", "l2_decoupled"])
+def test_every_l2_strength_in_the_sweeps_changes_training(mnist, tmp_path, sweep):
+    """A value that rounds away (decoupled 1e-5 with lr 1e-3: 1 - 1e-8 is 1.0 in float32) would
+    repeat the no-L2 row; the smallest value of each sweep must move the weights off it."""
+    quick = ("trainer.max_epochs=1", "++trainer.limit_train_batches=30", "++trainer.limit_val_batches=1")
+    _, plain = fit_in_process(tmp_path / "none", *quick)
+    mode = sweep_values(sweep, "l2")[0]
+    _, smallest = fit_in_process(tmp_path / "l2", *quick, f"l2={mode}", f"l2.weight={min(sweep_values(sweep, 'l2.weight'))}")
+    assert not torch.equal(plain.net.linear_layers()[0].weight, smallest.net.linear_layers()[0].weight)
+    if mode == "decoupled":  # the value the sweep no longer holds: exactly no L2
+        _, no_op = fit_in_process(tmp_path / "no_op", *quick, "l2=decoupled", "l2.weight=1e-5")
+        assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), no_op.state_dict().values()))

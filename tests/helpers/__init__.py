@@ -39,6 +39,25 @@ def compose_config(*overrides: str, config_name: str = "config") -> DictConfig:
         return compose(config_name=config_name, overrides=list(overrides))
 
 
+def fit_in_process(output_dir: Path, *overrides: str, callbacks=(), logger=False):
+    """Train the real config with `overrides` on the CPU in this process; (trainer, module)."""
+    import pytorch_lightning as pl
+    from hydra.utils import instantiate
+
+    from mlplab.guards import NonFiniteLossGuard
+    from mlplab.train import build_module
+
+    cfg = compose_config("trainer=cpu", "trainer.num_sanity_val_steps=0", "logger=none",
+                         f"paths.output_dir={output_dir}", *overrides)
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
+    module = build_module(cfg, datamodule)
+    trainer = instantiate(cfg.trainer, callbacks=[NonFiniteLossGuard(), *callbacks], enable_progress_bar=False,
+                          enable_checkpointing=False, enable_model_summary=False, logger=logger)
+    trainer.fit(module, datamodule=datamodule)
+    return trainer, module
+
+
 def script_env(**extra: str) -> dict[str, str]:
     """The environment of an entry point started by a test: real MNIST, wandb offline."""
     return {**os.environ, "MNIST_ROOT": str(mnist_root()), "WANDB_MODE": "offline", **extra}

@@ -117,7 +117,7 @@ def read_run(run_dir: Path, root: Path) -> dict[str, Any] | None:
            "overrides": " ".join(typed), "detail": "", "_overrides": overrides}
     if state == FINISHED:
         scalars = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
-        return {**scalars, **row}  # metrics repeat parameter names (seed, name): the row's own fields win
+        return {**final_statistics(run_dir), **scalars, **row}  # metrics repeat parameter names (seed, name): the row's own fields win
     real_error = error_line(run_dir, LOG_FILE)
     reported = str(record.get("error") or status.get("error") or "")
     returncode = record.get("returncode", status.get("returncode"))
@@ -203,6 +203,17 @@ def read_curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
 
     return {"val/acc": series("val/acc", "epoch"),
             "train/loss": series("train/loss", "step") or series("train/loss_epoch", "step")}
+
+
+def final_statistics(run_dir: Path) -> dict[str, float]:
+    """The last logged value of each `activation/...` statistic (mean, std, zero and dead fractions per
+    hidden layer), so a report can rank or summarize by them (--metric activation/layer0/dead_frac)."""
+    try:
+        logged = pd.read_csv(Path(run_dir) / METRICS_CSV)
+    except (OSError, ValueError):
+        return {}
+    columns = [column for column in logged.columns if column.startswith("activation/")]
+    return {column: float(values.iloc[-1]) for column in columns if len(values := logged[column].dropna())}
 
 
 def figure_files(run_dir: Path) -> dict[str, Path]:
