@@ -66,3 +66,18 @@ def test_a_nan_inside_a_chunk_is_reported_at_its_exact_step(mnist, compose_cfg, 
     assert messages[0] == messages[1]
     step = int(messages[0].split(" step ")[1].split(":")[0])
     assert step % 8 != 0  # inside a chunk, not at its end
+
+
+def test_the_progress_bar_counts_optimizer_steps(mnist, compose_cfg, tmp_path):
+    from mlplab.progress import StepProgressBar
+
+    class Seen(pl.Callback):
+        positions: list[tuple[float, float]] = []
+
+        def on_train_epoch_end(self, trainer, module):
+            task = bar.progress.tasks[bar.train_progress_bar_id]
+            self.positions.append((task.completed, task.total))
+
+    bar = StepProgressBar()
+    train(compose_cfg, tmp_path, 8, "++trainer.limit_train_batches=13", callbacks=[bar, Seen()])
+    assert Seen.positions == [(13, 13), (13, 13)]

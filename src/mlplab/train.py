@@ -26,7 +26,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint, RichProgressBar
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
@@ -39,6 +39,7 @@ from mlplab.errors import ConfigError
 from mlplab.guards import NonFiniteLossGuard, RunInterrupted, StopOnSignal
 from mlplab.loggers import build_loggers, finish_wandb, log_run
 from mlplab.module import MLPClassifier
+from mlplab.progress import StepProgressBar
 from mlplab import resume
 from mlplab.runinfo import run_info
 from mlplab.runfiles import (CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED, METRICS_FILE, RUN_INFO_FILE,
@@ -111,7 +112,7 @@ def interactive() -> bool:
 def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list) -> pl.Trainer:
     """Lightning's Trainer from cfg.trainer; a value Lightning refuses is one line naming it."""
     if interactive():
-        callbacks = [*callbacks, RichProgressBar()]
+        callbacks = [*callbacks, StepProgressBar()]
     try:
         return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                            enable_progress_bar=interactive())

@@ -52,7 +52,8 @@ def fit_in_process(output_dir: Path, *overrides: str, callbacks=(), logger=False
     pl.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
     module = build_module(cfg, datamodule)
-    trainer = instantiate(cfg.trainer, callbacks=[NonFiniteLossGuard(), *callbacks], enable_progress_bar=False,
+    shows_progress = any(isinstance(callback, pl.callbacks.ProgressBar) for callback in callbacks)
+    trainer = instantiate(cfg.trainer, callbacks=[NonFiniteLossGuard(), *callbacks], enable_progress_bar=shows_progress,
                           enable_checkpointing=False, enable_model_summary=False, logger=logger)
     trainer.fit(module, datamodule=datamodule)
     return trainer, module
