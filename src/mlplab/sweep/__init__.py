@@ -7,6 +7,7 @@ Optuna TPE study), on GPU-pinned slots, with one record per trial.
     composition.py  every trial's config composed with Hydra before anything runs
     slots.py        CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS per slot
     processes.py    children in their own process groups that end with the launcher
+    warm.py         trials forked from the launcher, which imports torch & co. once
     trials.py       one trial: its process, trial.json, its outcome
     offline.py      trials on the slots, reruns, stopping
     online.py       wandb.sweep and `wandb agent --forward-signals` per slot

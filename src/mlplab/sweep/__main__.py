@@ -26,6 +26,7 @@ from mlplab.sweep.slots import make_slots
 from mlplab.sweep.spec import (SweepError, Trial, default_sweep_dir, grid_assignments, load_sweep, make_trial,
                                program_arguments, resolve_program_root)
 from mlplab.sweep.trials import FINISHED, recorded_outcome
+from mlplab.sweep.warm import TrialStarter
 
 
 def positive_int(text: str) -> int:
@@ -58,6 +59,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "TPE study stored in the sweep dir.",
         epilog="Offline, trials go to <sweep dir>/<trial id>/ (trial.json, trial.log and the run's files); a rerun "
                "skips finished trials, continues interrupted ones from their checkpoint and starts the others over. "
+               "On Linux the launcher imports torch, Lightning, Hydra and wandb once and forks each trial from itself "
+               "(--fresh-processes: a new process per trial, which pays the imports each time). "
                "SIGINT/SIGTERM/SIGHUP send SIGTERM to every running trial (online: agent, which forwards it), "
                "SIGKILL after --grace, and mark those trials interrupted; trials also get SIGTERM if the launcher "
                "is killed (Linux). Exit status: 0 when no trial failed, 1 when one did, 2 for a bad file or "
@@ -89,6 +92,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--grace", type=seconds, default=10.0,
                         help="seconds between SIGTERM and SIGKILL when stopped (default 10)")
     parser.add_argument("--allow-failures", action="store_true", help="exit 0 even when some trials failed")
+    parser.add_argument("--fresh-processes", action="store_true",
+                        help="offline: start each trial as a new `python train.py ...` process, which pays the "
+                             "5-15 s of imports again (default on Linux: the launcher imports torch, Lightning, "
+                             "Hydra and wandb once and forks each trial from itself)")
     online = parser.add_argument_group("online")
     online.add_argument("--project", help="wandb project (default: the file's project:, else mlplab)")
     online.add_argument("--entity", help="wandb entity (default: the file's entity:, else yours)")
@@ -159,7 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             (sweep_dir / "sweep.yaml").write_bytes(args.file.read_bytes())
             source = (StudyTrials(config, sweep_dir, args.count, args.seed) if config["method"] == "bayes"
                       else ListedTrials(trials))
-            return run_offline(source, slots, sweep_dir, program_root, args.stagger, args.grace, args.allow_failures)
+            return run_offline(source, slots, sweep_dir, program_root, args.stagger, args.grace, args.allow_failures,
+                               TrialStarter(args.fresh_processes))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

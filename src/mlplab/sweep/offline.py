@@ -3,7 +3,8 @@
 Grid and random sweeps know their trials up front (`ListedTrials`); a bayes sweep asks Optuna's
 TPE study for the next trial whenever a slot is free, so each draw learns from every result so far
 (`StudyTrials`), and tells it each result. One main thread starts every process and polls them:
-the children's parent-death signal is tied to the thread that started them.
+the children's parent-death signal is tied to the thread that started them, and a launcher that
+forks its trials (warm.py) must have no other thread.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from mlplab.sweep.slots import Slot
 from mlplab.sweep.spec import SweepError, Trial, make_trial
 from mlplab.sweep.trials import (CRASHED, FAILED, FINISHED, INTERRUPTED, OUTCOMES, RunningTrial, finish_trial,
                                  recorded_outcome, start_trial)
+from mlplab.sweep.warm import TrialStarter
 
 LOCK_FILE = "launcher.lock"
 
@@ -40,6 +42,9 @@ class ListedTrials:
 
     def describe(self) -> str:
         return f"{len(self.trials)} trials, {self.skipped} finished before (skipped), {len(self.todo)} to run"
+
+    def any_to_run(self) -> bool:
+        return bool(self.todo)
 
     def next_trial(self) -> Trial | None:
         return next(self._pending, None)
@@ -82,6 +87,9 @@ class StudyTrials:
         return (f"study {self.study.study_name!r} in {search.journal_path(self.sweep_dir)}: {self.total} trials in all, "
                 f"{self.skipped} finished before (skipped), {len(self._continued)} to continue, "
                 f"{self._to_draw} to draw with Optuna's TPE")
+
+    def any_to_run(self) -> bool:
+        return bool(self._continued) or self._to_draw > 0
 
     def next_trial(self) -> Trial | None:
         if self._continued:
@@ -140,13 +148,15 @@ def report(running: RunningTrial, outcome: str, note: str | None) -> None:
 
 
 def run_trials(source: ListedTrials | StudyTrials, slots: list[Slot], cwd: Path, stagger: float,
-               grace: float) -> tuple[dict[str, str], StopSignals]:
+               grace: float, starter: TrialStarter) -> tuple[dict[str, str], StopSignals]:
     """Run the source's trials on the slots until none is left or a signal stops the launcher."""
     outcomes: dict[str, str] = {}
     running: dict[int, RunningTrial] = {}
-    first_start = {slot.index: time.monotonic() + slot.index * stagger for slot in slots}
     exhausted = False
-    with StopSignals() as stop:
+    with StopSignals() as stop:  # also over the imports: a stop then starts nothing
+        if source.any_to_run():
+            starter.warm_up()
+        first_start = {slot.index: time.monotonic() + slot.index * stagger for slot in slots}
         while not stop.stopping and (running or not exhausted):
             for slot in slots:
                 if exhausted or stop.stopping or slot.index in running or time.monotonic() < first_start[slot.index]:
@@ -155,7 +165,7 @@ def run_trials(source: ListedTrials | StudyTrials, slots: list[Slot], cwd: Path,
                 if trial is None:
                     exhausted = True
                     break
-                running[slot.index] = started = start_trial(trial, slot, len(slots), cwd)
+                running[slot.index] = started = start_trial(trial, slot, len(slots), cwd, starter)
                 resumed = " (continued from its checkpoint)" if started.record["resumed"] else ""
                 print(f"[slot {slot.index}] started {trial.trial_id}{resumed}: {shlex.join(trial.overrides)}",
                       flush=True)
@@ -182,10 +192,10 @@ def signal_name(signum: int) -> str:
 
 
 def run_offline(source: ListedTrials | StudyTrials, slots: list[Slot], sweep_dir: Path, cwd: Path,
-                stagger: float, grace: float, allow_failures: bool) -> int:
+                stagger: float, grace: float, allow_failures: bool, starter: TrialStarter) -> int:
     """Run what is not finished; print one summary line; the exit code (0, 1 on a failure, 128+N on signal N)."""
     print(f"sweep dir {sweep_dir}: {source.describe()}, on {len(slots)} slot(s)", flush=True)
-    outcomes, stop = run_trials(source, slots, cwd, stagger, grace)
+    outcomes, stop = run_trials(source, slots, cwd, stagger, grace, starter)
     counts = {name: sum(outcome == name for outcome in outcomes.values()) for name in OUTCOMES}
     failed = sorted(trial_id for trial_id, outcome in outcomes.items() if outcome in (FAILED, CRASHED))
     print(f"sweep: {counts[FINISHED]} finished, {len(failed)} failed{' (' + ', '.join(failed) + ')' if failed else ''}, "

@@ -1,7 +1,7 @@
 """One trial on this machine: its process, its record and its outcome.
 
 The launcher's record of a trial is <trial dir>/trial.json (command, slot, CUDA_VISIBLE_DEVICES,
-pid, returncode, outcome, started, ended); the run's own record is status.json, written by train.py
+pid, forked, returncode, outcome, started, ended); the run's own record is status.json, written by train.py
 in the same directory. Neither writes the other's file. The outcome rules:
 
 - exit 0 is `finished` only if the run's status.json says finished (else it is not finished);
@@ -17,6 +17,7 @@ that trial was interrupted.
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ from typing import IO, Any
 
 from mlplab import runfiles
 from mlplab.runfiles import FAILED, FINISHED, INTERRUPTED, RUNNING
-from mlplab.sweep.processes import start_process
 from mlplab.sweep.slots import Slot, slot_env
 from mlplab.sweep.spec import SweepError, Trial
+from mlplab.sweep.warm import ForkedProcess, TrialStarter
 
 CRASHED = "crashed"
 OUTCOMES = (FINISHED, FAILED, CRASHED, INTERRUPTED)
@@ -61,10 +62,21 @@ def recorded_outcome(directory: Path) -> str | None:
     if outcome != RUNNING:
         return outcome
     pid = record.get("pid")
-    if pid and runfiles.process_alive(pid, marker=str(directory)):
+    if pid and trial_alive(pid, directory):
         raise SweepError(f"trial {directory.name} is still running (pid {pid}) from a launcher that was killed: "
                          f"end it with `kill -- -{pid}` or let it finish, then rerun")
     return INTERRUPTED  # its launcher was killed, and the trial with it
+
+
+def trial_alive(pid: int, directory: Path) -> bool:
+    """Whether process `pid` is this trial's: a fresh one names the trial dir on its command line, a forked
+    one (whose command line is the launcher's) writes to the trial's log."""
+    if runfiles.process_alive(pid, marker=str(directory)):
+        return True
+    try:
+        return os.readlink(f"/proc/{pid}/fd/1") == str(directory / LOG_FILE)
+    except OSError:
+        return False
 
 
 def resumable(directory: Path) -> bool:
@@ -87,12 +99,12 @@ def set_aside(directory: Path) -> None:
 class RunningTrial:
     trial: Trial
     slot: Slot
-    process: subprocess.Popen | None
+    process: subprocess.Popen | ForkedProcess | None
     record: dict[str, Any]
     log: IO
 
 
-def start_trial(trial: Trial, slot: Slot, slot_count: int, cwd: Path) -> RunningTrial:
+def start_trial(trial: Trial, slot: Slot, slot_count: int, cwd: Path, starter: TrialStarter) -> RunningTrial:
     """Start the trial's process (continuing an interrupted attempt from its checkpoint)."""
     command = trial.command
     resumed = recorded_outcome(trial.directory) == INTERRUPTED and resumable(trial.directory)
@@ -114,11 +126,12 @@ def start_trial(trial: Trial, slot: Slot, slot_count: int, cwd: Path) -> Running
     log.write(f"# {runfiles.now()} slot {slot.index}: {shlex.join(command)}\n")
     log.flush()
     try:
-        process = start_process(command, env, cwd, log)
+        process = starter.start(command, env, cwd, log)
     except OSError as error:  # e.g. the interpreter is gone: this trial fails, the others go on
         log.write(f"cannot start {command[0]}: {error}\n")
         process = None
     record["pid"] = process.pid if process else None
+    record["forked"] = isinstance(process, ForkedProcess)
     write_record(trial.directory, record)
     return RunningTrial(trial, slot, process, record, log)
 
