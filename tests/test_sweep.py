@@ -30,7 +30,8 @@ from mlplab.sweep.trials import CRASHED, FAILED, FINISHED, INTERRUPTED, outcome_
 
 SWEEPS = REPO / "sweeps"
 SWEEP_FILES = sorted(SWEEPS.glob("*.yaml"))
-GRID_TRIALS = {"activations": 30, "norms": 36, "dropout": 12, "l2": 24, "augmentation": 12, "depth": 42,
+GRID_TRIALS = {"activations": 50, "norms": 60, "dropout": 20, "l2_penalty": 20, "l2_decoupled": 20, "augmentation": 20,
+               "depth": 70,
                "baselines": 6, "baselines_full_train": 6, "best_mlp": 3}
 BAYES_FILES = {"bayes", "bayes_penalty"}
 
