@@ -15,6 +15,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from helpers import coloured_fraction, compose_config, read_png
+from mlplab import figures
 from mlplab.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
 from mlplab.data import MNISTDataModule
 from mlplab.plots.run import weight_grid_figure
@@ -74,15 +75,27 @@ def reference_run(datamodule, tmp_path_factory) -> tuple[Run, ConfusionMatrix]:
     return run, confusion
 
 
+# The gradient figure's runs (mlplab.figures.GRADIENT_RUNS), shortened: 2 epochs of 100 batches, the
+# gradients logged every 10 steps. The sigmoid's gradients vanish in the first hundred steps.
+DEEP_RUNS = {"sigmoid": ("+experiment=deep_sigmoid",), "sigmoid_sgd": ("+experiment=deep_sigmoid", "optimizer=sgd"),
+             "relu": ("+experiment=deep_relu",)}
+DEEP_TRAINING = {"max_epochs": 2, "limit_train_batches": 100, "log_every_n_steps": 10}
+
+
 @pytest.fixture(scope="module")
 def deep_runs(datamodule, tmp_path_factory) -> dict[str, Run]:
-    """The deep_sigmoid and deep_relu nets, 2 short epochs each."""
-    configs = {"sigmoid": [*DEEP, "activation=sigmoid"], "relu": [*DEEP, "activation=relu", "model.init=kaiming"]}
-    return {
-        name: train(tmp_path_factory.mktemp(name), datamodule, compose_config(*overrides),
-                    [GradientNorms(), ActivationStats()])
-        for name, overrides in configs.items()
-    }
+    """deep_sigmoid (Adam and SGD) and deep_relu as the experiments configure them, 2 short epochs each."""
+    threads = torch.get_num_threads()
+    # One thread, as mlplab.figures trains: on a busy machine two threads can make these runs 20x slower.
+    torch.set_num_threads(1)
+    try:
+        return {
+            name: train(tmp_path_factory.mktemp(name), datamodule, compose_config(*overrides),
+                        [GradientNorms(), ActivationStats()], **DEEP_TRAINING)
+            for name, overrides in DEEP_RUNS.items()
+        }
+    finally:
+        torch.set_num_threads(threads)
 
 
 def grid_tile(grid: np.ndarray, unit: int, columns: int, side: int = 28, padding: int = 2) -> np.ndarray:
@@ -120,26 +133,80 @@ def test_weight_images_are_written_every_epoch_and_as_latest(reference_run):
     assert not (figures / "weights_epoch002.png").exists()
 
 
-def test_gradient_norms_are_logged_for_every_linear_layer_each_epoch(reference_run):
+def test_gradient_norms_are_logged_for_every_linear_layer_each_epoch_and_interval(reference_run):
     run, _ = reference_run
     linear_count = len(run.module.net.linear_layers())
     assert linear_count == 2
     for index in range(linear_count):
-        norms = logged(run, f"grad_norm/linear{index}")
-        assert len(norms) == 2 and all(0 < norm < math.inf for norm in norms)
+        for name in ("grad_norm", "grad_rms"):
+            values = logged(run, f"{name}/linear{index}")
+            assert len(values) == 2 and all(0 < value < math.inf for value in values)
+        assert len(logged(run, f"grad_rms_interval/linear{index}")) == 1  # 60 steps: one interval of 50
 
 
-@pytest.mark.slow  # two deep nets trained for two epochs
-def test_sigmoid_gradients_vanish_towards_the_input_and_relu_gradients_do_not(deep_runs):
-    def first_over_last(run: Run) -> float:
-        return logged(run, "grad_norm/linear0")[0] / logged(run, "grad_norm/linear6")[0]
+class GradientRecorder(pl.Callback):
+    """The Linear layers' weight gradients before every optimizer step, as GradientNorms sees them."""
 
-    sigmoid, relu = first_over_last(deep_runs["sigmoid"]), first_over_last(deep_runs["relu"])
-    # sigmoid' <= 1/4 per layer: after six layers the first layer's gradient is orders of magnitude smaller.
-    assert sigmoid < 1e-2
-    assert relu > 100 * sigmoid
-    layer_norms = [logged(deep_runs["sigmoid"], f"grad_norm/linear{index}")[0] for index in range(7)]
-    assert layer_norms == sorted(layer_norms)
+    def __init__(self) -> None:
+        self.gradients: list[list[torch.Tensor]] = []
+
+    def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
+        self.gradients.append([layer.weight.grad.detach().clone() for layer in pl_module.net.linear_layers()])
+
+
+def test_gradient_rms_is_each_layers_root_mean_square_per_interval_and_epoch(datamodule, tmp_path):
+    recorder = GradientRecorder()
+    run = train(tmp_path, datamodule, compose_config(), [recorder, GradientNorms()], max_epochs=1,
+                limit_train_batches=4, limit_val_batches=0, log_every_n_steps=2)
+    # [steps, layers]: per weight (78,400 and 1,000 of them), and the plain norm.
+    rms = torch.tensor([[gradient.pow(2).mean().sqrt().item() for gradient in step] for step in recorder.gradients])
+    norms = torch.tensor([[gradient.norm().item() for gradient in step] for step in recorder.gradients])
+    assert rms.shape == (4, 2)
+    for index in range(2):
+        intervals = [rms[:2, index].mean().item(), rms[2:, index].mean().item()]
+        assert logged(run, f"grad_rms_interval/linear{index}") == pytest.approx(intervals, rel=1e-5)
+        assert logged(run, f"grad_rms/linear{index}") == [pytest.approx(rms[:, index].mean().item(), rel=1e-5)]
+        assert logged(run, f"grad_norm/linear{index}") == [pytest.approx(norms[:, index].mean().item(), rel=1e-5)]
+    interval_rows = [row for row in run.rows if row.get("grad_rms_interval/linear0")]
+    assert [(row["epoch"], row["step"]) for row in interval_rows] == [("0", "2"), ("0", "4")]
+
+
+def layer_factors(profile: list[float]) -> list[float]:
+    """Each layer's gradient RMS over the one below it (input side first)."""
+    return [upper / lower for lower, upper in zip(profile, profile[1:])]
+
+
+@pytest.mark.slow  # three deep nets, 200 steps each
+def test_sigmoid_gradients_vanish_towards_the_input_until_adam_evens_them_out(deep_runs):
+    """What docs/figures/gradient_norms.png shows, read through the figure's own path (figures.gradient_rms)."""
+    gradients = {name: figures.gradient_rms(run.folder) for name, run in deep_runs.items()}
+
+    def profile(name: str, interval: int) -> list[float]:
+        return [values[interval] for values in gradients[name].by_interval.values()]
+
+    assert all(len(series.steps) == 20 and len(series.by_interval) == 7 for series in gradients.values())
+    start = {name: figures.first_to_last_ratio(series.by_interval, 0) for name, series in gradients.items()}
+    # At the start (steps 1-10) each sigmoid layer gets at least 4x less gradient per weight than the one
+    # above it (sigmoid' <= 1/4): 1e-4 of the output layer's reaches the input layer. ReLU's hidden
+    # layers stay within 3x of each other, and its input layer gets 1000x more of it.
+    for name in ("sigmoid", "sigmoid_sgd"):
+        assert min(layer_factors(profile(name, 0))) > 4, name
+        assert start[name] < 1e-4, name
+    assert max(layer_factors(profile("relu", 0)[:-1])) < 3
+    assert start["relu"] > 1000 * start["sigmoid"]
+
+    # With SGD it stays so: rising layer by layer in every interval, still < 1e-4 in both epochs.
+    sgd = gradients["sigmoid_sgd"]
+    assert figures.rising_until(sgd) == sgd.steps[-1]
+    assert max(figures.first_to_last_ratio(sgd.by_epoch, epoch) for epoch in range(2)) < 1e-4
+    # With Adam it stops after about a hundred steps: the input layer is no longer the smallest, and
+    # the ratio has grown 1000x (a ratio of epoch means 100x higher in epoch 2 than in epoch 1).
+    adam = gradients["sigmoid"]
+    assert 50 <= figures.rising_until(adam) < 150
+    last = profile("sigmoid", -1)
+    assert last[0] > min(last[1:-1])
+    assert figures.first_to_last_ratio(adam.by_interval) > 1000 * start["sigmoid"]
+    assert figures.first_to_last_ratio(adam.by_epoch, 1) > 100 * figures.first_to_last_ratio(adam.by_epoch, 0)
 
 
 @pytest.mark.slow

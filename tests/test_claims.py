@@ -7,18 +7,23 @@ numbers the chapter quotes are computed and compared at the precision the chapte
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from PIL import Image
 from torch import nn
 
 from helpers import CONF, coloured_fraction, read_png
 from mlplab import figures, plots
+from mlplab.errors import UserError
 from mlplab.plots import chapter
 from mlplab.model import MLP
 from mlplab.train import build_module
@@ -303,15 +308,15 @@ def test_one_sgd_step_with_the_penalty_is_theta_minus_eta_times_gradient_plus_tw
 # ---------------------------------------------------------------- figures without training
 
 
-def test_pure_figures_are_written_and_show_their_curves(tmp_path):
-    written = figures.draw_pure_figures(tmp_path)
-    assert sorted(path.name for path in written) == ["activations.png", "norm_axes.png", "sigmoid_squashing.png"]
-    for path in written:
-        pixels = read_png(path)
+def test_pure_figures_are_drawn_and_show_their_curves(tmp_path):
+    drawn = figures.pure_figures()
+    assert sorted(drawn) == ["activations.png", "norm_axes.png", "sigmoid_squashing.png"]
+    for name, figure in drawn.items():
+        pixels = read_png(plots.save(figure, tmp_path / name))
         height, width, _ = pixels.shape
-        assert width >= 800 and height >= 300, (path.name, pixels.shape)
+        assert width >= 800 and height >= 300, (name, pixels.shape)
         # Coloured curves or heat maps: a figure whose content was removed keeps only black text and axes.
-        assert coloured_fraction(pixels) > 0.01, path.name
+        assert coloured_fraction(pixels) > 0.01, name
 
 
 def test_a_figure_without_its_curves_fails_the_content_check(tmp_path):
@@ -322,22 +327,120 @@ def test_a_figure_without_its_curves_fails_the_content_check(tmp_path):
     assert coloured_fraction(read_png(plots.save(figure, tmp_path / "empty.png"))) < 0.002
 
 
-def test_gradient_norms_are_read_from_the_sparse_epoch_rows_of_metrics_csv(tmp_path):
-    # Lightning's CSVLogger layout: interval rows and per-epoch rows share one header, other cells empty.
-    run = tmp_path / "run"
+# ---------------------------------------------------------------- the gradient figure's runs and records
+
+
+def test_deep_sigmoid_and_deep_relu_differ_only_in_the_activation(compose_cfg):
+    """The gradient figure compares activations: one net, one init, one optimizer (issue: He init for ReLU only)."""
+    sigmoid, relu = (OmegaConf.to_container(compose_cfg(f"+experiment=deep_{name}")) for name in ("sigmoid", "relu"))
+    assert sigmoid.pop("activation") != relu.pop("activation")
+    assert (sigmoid.pop("name"), relu.pop("name")) == ("deep_sigmoid", "deep_relu")
+    assert sigmoid == relu
+    assert len(sigmoid["model"]["hidden_sizes"]) == 6 and sigmoid["norm"]["_target_"] == "torch.nn.Identity"
+
+
+def write_run_info(run: Path, *overrides: str) -> None:
+    """The command and commit train.py records in run_info.json."""
+    info = {"command": ["python", "/somewhere/train.py", *overrides], "git": {"commit": "c0ffee", "dirty": False}}
+    (run / "run_info.json").write_text(json.dumps(info))
+
+
+def write_gradient_run(run: Path, layers: int = 3, init: str = "default", epochs: int = 2, interval: int = 10,
+                       steps_per_epoch: int = 20) -> Path:
+    """A run directory as train.py +experiment=deep_* logger=csv writes it, with made-up gradients:
+    layer i's RMS is 10^(i - layers) * (1 + step / 100), in Lightning's sparse csv rows."""
     (run / "csv").mkdir(parents=True)
-    (run / "csv" / "metrics.csv").write_text(
-        "epoch,grad_norm/linear0,grad_norm/linear1,step,train/loss,val/acc\n"
-        ",,,49,2.3,\n"
-        "0,0.002,0.2,99,,\n"
-        "0,,,99,,0.9\n"
-        ",,,149,1.1,\n"
-        "1,0.001,0.25,199,,\n"
-    )
-    epochs, norms = figures.gradient_norms(run)
-    assert epochs == [1, 2]
-    assert norms == {0: [0.002, 0.001], 1: [0.2, 0.25]}
-    assert figures.first_to_last_ratio(norms, 0) == pytest.approx(0.01)
-    assert figures.first_to_last_ratio(norms) == pytest.approx(0.004)
-    path = plots.save(chapter.gradient_norms_figure({"a": (epochs, norms), "b": (epochs, norms)}), tmp_path / "g.png")
-    assert coloured_fraction(read_png(path)) > 0.002
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text(
+        f"seed: 42\nmodel:\n  hidden_sizes: [100, 100]\n  init: {init}\nnorm:\n  _target_: torch.nn.Identity\n"
+        "data:\n  batch_size: 100\n")
+    write_run_info(run, "+experiment=deep_sigmoid", f"hydra.run.dir={run}")
+    (run / "metrics.json").write_text(json.dumps({"test_acc": 0.5}))
+    names = [f"grad_rms_interval/linear{i}" for i in range(layers)] + [f"grad_rms/linear{i}" for i in range(layers)]
+    lines = [",".join(["epoch", *names, "step", "train/loss"])]
+    for epoch in range(epochs):
+        for step in range((epoch * steps_per_epoch) + interval, (epoch + 1) * steps_per_epoch + 1, interval):
+            values = [f"{10.0 ** (i - layers) * (1 + step / 100):.6g}" for i in range(layers)]
+            lines += [",".join(["", *[""] * (2 * layers), str(step), "2.0"]),  # the module's own interval row
+                      ",".join([str(epoch), *values, *[""] * layers, str(step), ""])]
+        # Lightning's epoch row: its step column counts batches (8 steps each with data.chunk=8).
+        lines.append(",".join([str(epoch), *[""] * layers, *[f"{10.0 ** (i - layers):.6g}" for i in range(layers)],
+                               str((epoch + 1) * steps_per_epoch // 8), ""]))
+    (run / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def test_gradient_rms_is_read_from_the_sparse_rows_of_metrics_csv(tmp_path):
+    gradients = figures.gradient_rms(write_gradient_run(tmp_path / "run"))
+    assert gradients.steps == [10, 20, 30, 40]
+    assert gradients.by_interval[0] == pytest.approx([0.0011, 0.0012, 0.0013, 0.0014])
+    assert gradients.by_interval[2] == pytest.approx([0.11, 0.12, 0.13, 0.14])
+    assert (gradients.epochs, gradients.epoch_ends) == ([1, 2], [20, 40])  # optimizer steps, not the batch count
+    assert gradients.by_epoch == {0: [0.001, 0.001], 1: [0.01, 0.01], 2: [0.1, 0.1]}
+    assert figures.first_to_last_ratio(gradients.by_interval, 0) == pytest.approx(0.01)
+    assert figures.rising_until(gradients) == 40  # every interval rises from input to output
+    summary = figures.gradient_summary("deep_test", gradients, 0.5)
+    assert "linear0 / linear2 RMS 0.01 in steps 1-10" in summary and "0.01, 0.01" in summary
+    assert "in every interval" in summary and "50.00%" in summary
+    figure = chapter.gradient_rms_figure({"a": (gradients.steps, gradients.by_interval),
+                                          "b": (gradients.steps, gradients.by_interval)}, gradients.epoch_ends)
+    assert coloured_fraction(read_png(plots.save(figure, tmp_path / "g.png"))) > 0.005
+
+
+def test_gradient_runs_of_different_inits_are_refused(tmp_path):
+    runs = {"sigmoid": write_gradient_run(tmp_path / "sigmoid"),
+            "relu": write_gradient_run(tmp_path / "relu", init="kaiming")}
+    with pytest.raises(UserError, match="differ in model.init: 'default' in sigmoid.*'kaiming' in relu"):
+        figures.check_comparable(runs)
+    figures.check_comparable({"sigmoid": runs["sigmoid"], "again": runs["sigmoid"]})
+
+
+def write_reference_run(run: Path) -> Path:
+    """A run directory of +experiment=seed_pytorch, as far as weights_reference.png reads it."""
+    (run / "checkpoints").mkdir(parents=True)
+    hyperparameters = {"model": {"input_size": 784, "hidden_sizes": [100], "num_classes": 10},
+                       "norm": {"_target_": "torch.nn.BatchNorm1d"}, "activation": {"_target_": "torch.nn.ReLU"}}
+    weight = torch.randn(100, 784, generator=torch.Generator().manual_seed(0))
+    torch.save({"state_dict": {"net.layers.0.weight": weight}, "epoch": 4, "hyper_parameters": hyperparameters},
+               run / "checkpoints" / "last.ckpt")
+    (run / "metrics.json").write_text(json.dumps({"test_acc": 0.9746}))
+    write_run_info(run, "+experiment=seed_pytorch")
+    return run
+
+
+def test_the_figures_command_trains_on_one_thread_and_records_command_and_commit(tmp_path, monkeypatch, capsys):
+    """`python -m mlplab.figures` end to end, with train.py replaced by made-up runs: what it starts,
+    PROVENANCE.md, the PNGs' metadata and what it prints."""
+    started = []
+
+    def fake_train_py(command, env, **kwargs):
+        started.append((command, env))
+        run_dir = Path(next(argument for argument in command if argument.startswith("hydra.run.dir=")).split("=", 1)[1])
+        write_reference_run(run_dir) if "+experiment=seed_pytorch" in command else write_gradient_run(run_dir)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(figures.subprocess, "run", fake_train_py)
+    # One small figure for the three without training, which the test above draws in full.
+    monkeypatch.setattr(figures, "pure_figures",
+                        lambda: {"activations.png": chapter.activations_figure({"relu": nn.ReLU()})})
+    monkeypatch.setattr(figures, "git_state", lambda: {"commit": "abc123", "dirty": False})
+    out = tmp_path / "out"
+    assert figures.main(["--out", str(out), "--epochs", "2"]) == 0
+
+    assert len(started) == 4  # reference, deep_sigmoid with Adam and with SGD, deep_relu
+    for command, env in started:
+        assert env["OMP_NUM_THREADS"] == "1" and "trainer.max_epochs=2" in command and "logger=csv" in command
+    assert sum("optimizer=sgd" in command for command, _ in started) == 1
+    made_by = "python -m mlplab.figures --out " + str(out) + " --epochs 2 at commit abc123 (clean)"
+    provenance = (out / "PROVENANCE.md").read_text()
+    assert made_by.replace(" at", "` at") in provenance
+    reference = "`OMP_NUM_THREADS=1 train.py +experiment=seed_pytorch` at commit c0ffee (clean)"
+    assert f"| `weights_reference.png` | {reference} |" in provenance
+    assert "- deep_sigmoid, SGD: linear0 / linear2 RMS 0.01 in steps 1-10" in provenance
+    names = ["activations.png", "weights_reference.png", "gradient_norms.png"]
+    for name in names:
+        assert f"`{name}`" in provenance
+        with Image.open(out / name) as image:
+            assert image.text["Source"] == made_by, name
+    printed = capsys.readouterr().out
+    assert made_by in printed and all(str(out / name) in printed for name in names)

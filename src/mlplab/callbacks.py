@@ -1,7 +1,8 @@
 """Lightning callbacks that show what the chapter is about, as metrics and figures of a run.
 
 - `WeightImages`: the first Linear layer's weights as a grid of 28x28 images, once per epoch.
-- `GradientNorms`: each Linear layer's mean weight-gradient norm per epoch (vanishing gradients).
+- `GradientNorms`: each Linear layer's weight-gradient RMS and norm, per epoch and per logging interval
+  (vanishing gradients).
 - `ActivationStats`: mean, std and fraction of exact zeros (dead ReLUs) of each hidden activation.
 - `ConfusionMatrix`: the test set's 10x10 confusion matrix, as JSON and as a figure.
 
@@ -78,35 +79,74 @@ class WeightImages(Callback):
 
 
 class GradientNorms(Callback):
-    """Logs `grad_norm/linear{i}`: the L2 norm of Linear layer i's weight gradient, averaged over the epoch.
+    """The size of each Linear layer's weight gradient, measured before every optimizer step.
 
-    i counts the Linear layers from the input side, from 0. The norms are measured before every
-    optimizer step and summed on the device; they reach the host once per epoch.
+    i counts the Linear layers from the input side, from 0. Per epoch (the mean over its steps):
+
+    - `grad_rms/linear{i}`: the root mean square of the gradient's entries, ||dL/dW|| / sqrt(entries).
+      Per weight, so layers of 78,400, 10,000 and 1,000 weights compare on one scale.
+    - `grad_norm/linear{i}`: the L2 (Frobenius) norm ||dL/dW||, which grows with the layer's size.
+
+    And `grad_rms_interval/linear{i}`, the mean RMS over each logging interval (every
+    `trainer.log_every_n_steps` optimizer steps), logged at the interval's last step: how the
+    gradients change within an epoch, which an epoch mean hides. Its rows carry the epoch too.
+
+    The sums stay on the device; they reach the host once per interval and once per epoch.
     """
 
     def __init__(self) -> None:
-        self._sums: torch.Tensor | None = None
-        self._steps = 0
+        self._epoch_sums: torch.Tensor | None = None  # [2, layers]: norm and RMS, summed over the epoch's steps
+        self._interval_sums: torch.Tensor | None = None  # [layers]: RMS summed over the interval's steps
+        self._inverse_sqrt_sizes: torch.Tensor | None = None
+        self._epoch_steps = self._interval_steps = 0
+        # (epoch, last step, mean RMS) of the intervals that ended in this batch, logged when it ends.
+        self._interval_logs: list[tuple[int, int, torch.Tensor]] = []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._sums = torch.zeros(len(_net(pl_module).linear_layers()), device=pl_module.device)
-        self._steps = 0
+        layers = _net(pl_module).linear_layers()
+        self._inverse_sqrt_sizes = torch.tensor([layer.weight.numel() ** -0.5 for layer in layers],
+                                                device=pl_module.device)
+        self._epoch_sums = torch.zeros(2, len(layers), device=pl_module.device)
+        if self._interval_sums is None or self._interval_sums.device != pl_module.device:
+            self._interval_sums = torch.zeros(len(layers), device=pl_module.device)
+            self._interval_steps = 0
+        self._epoch_steps = 0
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         gradients = [layer.weight.grad for layer in _net(pl_module).linear_layers()]
-        if self._sums is None or any(gradient is None for gradient in gradients):
+        if self._epoch_sums is None or any(gradient is None for gradient in gradients):
             return
         # One fused kernel for all layers, and no .item(): a host sync per step would stall the GPU.
-        self._sums += torch.stack(torch._foreach_norm(gradients)).float()
-        self._steps += 1
+        norms = torch.stack(torch._foreach_norm(gradients)).float()
+        rms = norms * self._inverse_sqrt_sizes
+        self._epoch_sums += torch.stack([norms, rms])
+        self._interval_sums += rms
+        self._epoch_steps += 1
+        self._interval_steps += 1
+        step = trainer.global_step + 1  # this step's number: Lightning counts it once the optimizer has stepped
+        if step % max(trainer.log_every_n_steps, 1) == 0:
+            self._interval_logs.append((trainer.current_epoch, step, self._interval_sums / self._interval_steps))
+            self._interval_sums = torch.zeros_like(self._interval_sums)
+            self._interval_steps = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        # After the batch's steps (several with data.chunk), as the module logs its training loss.
+        for epoch, step, means in self._interval_logs:
+            metrics = {f"grad_rms_interval/linear{index}": mean for index, mean in enumerate(means.tolist())}
+            metrics["epoch"] = epoch  # as in Lightning's rows: readers see where each epoch ends
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
+        self._interval_logs.clear()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._sums is None or self._steps == 0:
+        if self._epoch_sums is None or self._epoch_steps == 0:
             return
-        means = self._sums / self._steps
-        pl_module.log_dict({f"grad_norm/linear{index}": mean for index, mean in enumerate(means)}, on_epoch=True)
+        norms, rms = self._epoch_sums / self._epoch_steps
+        pl_module.log_dict({f"grad_norm/linear{index}": mean for index, mean in enumerate(norms)}
+                           | {f"grad_rms/linear{index}": mean for index, mean in enumerate(rms)}, on_epoch=True)
 
 
 class ActivationStats(Callback):

@@ -1,28 +1,36 @@
 """The textbook chapter's figures, drawn with the project's own code: `python -m mlplab.figures`.
 
-Writes PNGs into `docs/figures/` (or `--out`):
+Writes PNGs into `docs/figures/` (or `--out`), and `PROVENANCE.md` beside them: the command, the git
+commit and the training runs that made each figure, and the gradient figure's numbers. Each PNG
+carries its command and commit in its metadata too.
 
 - `activations.png`: every activation in conf/activation and its derivative (autograd).
 - `sigmoid_squashing.png`: sigma, sigma∘sigma, sigma∘sigma∘sigma, and repeated sigma reaching its fixed point.
 - `weights_reference.png`: the first-layer weights of a trained reference model (784-100-BN-ReLU-10).
-- `gradient_norms.png`: per-layer gradient norms over training, deep_sigmoid against deep_relu.
+- `gradient_norms.png`: the RMS per weight of each Linear layer's gradient over training, for
+  deep_sigmoid with Adam, deep_sigmoid with SGD and deep_relu with Adam (one net, one init).
 - `norm_axes.png`: which axis batch norm, layer norm and RMS norm normalize, on a small random matrix.
 
 The first, second and last need no training (`draw_pure_figures`). The other two read run
-directories written by `train.py` (`--reference-run`, `--sigmoid-run`, `--relu-run`); a run not
-given is trained here with `train.py ... trainer.max_epochs=N logger=csv`, on MNIST from
-`MNIST_ROOT`, into a temporary folder that is kept and printed so that it can be passed back in.
+directories written by `train.py` (`--reference-run`, `--sigmoid-run`, `--sigmoid-sgd-run`,
+`--relu-run`); a run not given is trained here with `train.py ... trainer.max_epochs=N logger=csv`,
+on MNIST from `MNIST_ROOT`, into a temporary folder that is kept and printed so that it can be
+passed back in. Everything runs on one CPU thread (torch here, OMP_NUM_THREADS=1 in training):
+sums over several threads add in another order, and the figures would change with the machine.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,16 +40,38 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 from torch import nn
 
-from mlplab import plots
-from mlplab.plots import chapter, run
 from mlplab.errors import UserError
-from mlplab.runfiles import CHECKPOINTS_DIR, METRICS_CSV, METRICS_FILE, conf_dir, project_root, read_json
+from mlplab.plots import DPI, chapter, run
+from mlplab.runfiles import (CHECKPOINTS_DIR, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, conf_dir,
+                             project_root, read_json, write_text)
+from mlplab.runinfo import git_state
 
 DEFAULT_EPOCHS = 5
-# The experiments each figure needs when no run directory is given.
-REFERENCE_EXPERIMENT = "seed_pytorch"
-GRADIENT_EXPERIMENTS = {"sigmoid": "deep_sigmoid", "relu": "deep_relu"}
-GRAD_NORM_COLUMN = re.compile(r"grad_norm/linear(\d+)")
+THREADS = 1
+PROVENANCE_FILE = "PROVENANCE.md"
+COMMAND = "python -m mlplab.figures"
+
+
+@dataclass(frozen=True)
+class Training:
+    """A run a figure needs: the `--NAME-run` flag that passes one in, and the train.py overrides that train it."""
+    name: str
+    overrides: tuple[str, ...]
+
+
+REFERENCE = Training("reference", ("+experiment=seed_pytorch",))
+# One net and one init (the experiments differ only in the activation; the SGD run only in the
+# optimizer). The gradients are logged every 10 steps: the sigmoid's vanish in the first hundred.
+GRADIENT_INTERVAL = 10
+GRADIENT_RUNS = {
+    "deep_sigmoid, Adam": Training("sigmoid", ("+experiment=deep_sigmoid",)),
+    "deep_sigmoid, SGD": Training("sigmoid-sgd", ("+experiment=deep_sigmoid", "optimizer=sgd")),
+    "deep_relu, Adam": Training("relu", ("+experiment=deep_relu",)),
+}
+# What the gradient runs must share for the figure to compare activations and optimizers alone.
+SHARED_SETTINGS = ("model.hidden_sizes", "model.init", "norm._target_", "data.batch_size", "seed")
+INTERVAL_COLUMN = re.compile(r"grad_rms_interval/linear(\d+)")
+EPOCH_COLUMN = re.compile(r"grad_rms/linear(\d+)")
 
 
 # ---------------------------------------------------------------- the project's own building blocks
@@ -59,30 +89,74 @@ def option_names(group: str) -> list[str]:
     return sorted(path.stem for path in (conf_dir() / group).glob("*.yaml"))
 
 
-def draw_pure_figures(out: Path) -> list[Path]:
-    """The figures that need no training: activations, sigmoid squashing, norm axes."""
+def pure_figures() -> dict[str, Figure]:
+    """The figures that need no training, by file name: activations, sigmoid squashing, norm axes."""
     activations = {name: config_option("activation", name)() for name in option_names("activation")}
     norms = {name: config_option("norm", name) for name in ("batch", "layer", "rms")}
-    return [
-        plots.save(chapter.activations_figure(activations), out / "activations.png"),
-        plots.save(chapter.sigmoid_squashing_figure(activations["sigmoid"]), out / "sigmoid_squashing.png"),
-        plots.save(chapter.norm_axes_figure(norms), out / "norm_axes.png"),
-    ]
+    return {
+        "activations.png": chapter.activations_figure(activations),
+        "sigmoid_squashing.png": chapter.sigmoid_squashing_figure(activations["sigmoid"]),
+        "norm_axes.png": chapter.norm_axes_figure(norms),
+    }
 
 
-# ---------------------------------------------------------------- figures from training runs
+# ---------------------------------------------------------------- training runs
 
-def train(experiment: str, epochs: int, run_dir: Path) -> Path:
-    """Run `train.py +experiment=NAME` as a user would, with the CSV logger only; return its run directory."""
+def train(training: Training, epochs: int, run_dir: Path) -> Path:
+    """Run `train.py OVERRIDES` as a user would, on one thread, with the CSV logger only; return its run directory."""
     root = project_root()
-    command = [sys.executable, str(root / "train.py"), f"+experiment={experiment}",
-               f"trainer.max_epochs={epochs}", "logger=csv", f"hydra.run.dir={run_dir}"]
-    print(f"training {experiment} for {epochs} epochs -> {run_dir}", flush=True)
-    result = subprocess.run(command, cwd=root, capture_output=True, text=True)
+    command = [sys.executable, str(root / "train.py"), *training.overrides, f"trainer.max_epochs={epochs}",
+               f"trainer.log_every_n_steps={GRADIENT_INTERVAL}", "logger=csv", f"hydra.run.dir={run_dir}"]
+    print(f"training {' '.join(training.overrides)} for {epochs} epochs -> {run_dir}", flush=True)
+    environment = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
+    result = subprocess.run(command, cwd=root, env=environment, capture_output=True, text=True)
     if result.returncode != 0:
         tail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-15:])
-        raise UserError(f"training {experiment} failed (exit {result.returncode}): {' '.join(command)}\n{tail}")
+        raise UserError(f"training {training.name} failed (exit {result.returncode}): {' '.join(command)}\n{tail}")
     return run_dir
+
+
+def run_command(run_dir: Path, trained_here: bool) -> str:
+    """How a run was made: `train.py OVERRIDES` and its commit, from its run_info.json; its thread
+    count where it was trained here (run_info.json does not record it)."""
+    info = read_json(run_dir / RUN_INFO_FILE) or {}
+    arguments = [argument for argument in info.get("command", [])[1:] if not argument.startswith("hydra.run.dir=")]
+    if not arguments:
+        return f"the run {run_dir} (no run_info.json: command unknown)"
+    arguments[0] = Path(arguments[0]).name
+    threads = f"OMP_NUM_THREADS={THREADS} " if trained_here else ""
+    given = "" if trained_here else f" (given: {run_dir}; threads not recorded)"
+    return f"`{threads}{shlex.join(arguments)}` at {describe_commit(info.get('git') or {})}{given}"
+
+
+def describe_commit(git: dict[str, Any]) -> str:
+    """"commit abc.. (clean)" or "... with uncommitted changes to tracked files", from runinfo.git_state()."""
+    commit = git.get("commit") or "unknown"
+    return f"commit {commit}" + {True: " with uncommitted changes to tracked files", False: " (clean)"}.get(
+        git.get("dirty"), "")
+
+
+def run_settings(run_dir: Path) -> dict[str, Any]:
+    """The SHARED_SETTINGS of a run, from its .hydra/config.yaml."""
+    path = run_dir / HYDRA_DIR / "config.yaml"
+    if not path.is_file():
+        raise UserError(f"{run_dir} has no {HYDRA_DIR}/config.yaml; pass a run directory that train.py wrote")
+    config = OmegaConf.load(path)
+    settings = {key: OmegaConf.select(config, key) for key in SHARED_SETTINGS}
+    return {key: OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
+            for key, value in settings.items()}
+
+
+def check_comparable(runs: dict[str, Path]) -> None:
+    """The gradient runs share net, init, norm, batch size and seed: the figure compares activations and optimizers."""
+    settings = {label: run_settings(run_dir) for label, run_dir in runs.items()}
+    first_label, first = next(iter(settings.items()))
+    for label, other in settings.items():
+        for key in SHARED_SETTINGS:
+            if other[key] != first[key]:
+                raise UserError(f"the gradient runs differ in {key}: {first[key]!r} in {first_label} "
+                                f"({runs[first_label]}), {other[key]!r} in {label} ({runs[label]}); train them "
+                                f"with one {key} so that the figure compares the activations alone")
 
 
 def load_last_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -94,6 +168,10 @@ def load_last_checkpoint(run_dir: Path) -> dict[str, Any]:
     if "net.layers.0.weight" not in checkpoint["state_dict"]:
         raise UserError(f"{path} has no net.layers.0.weight; keys: {sorted(checkpoint['state_dict'])[:5]}...")
     return checkpoint
+
+
+def test_accuracy(run_dir: Path) -> float | None:
+    return (read_json(run_dir / METRICS_FILE) or {}).get("test_acc")
 
 
 def architecture(hyperparameters: dict[str, Any]) -> str:
@@ -111,92 +189,184 @@ def weights_figure(run_dir: Path) -> Figure:
     """The project's weight grid of the run's first layer, titled with what the run is."""
     checkpoint = load_last_checkpoint(run_dir)
     weight, epochs = checkpoint["state_dict"]["net.layers.0.weight"], checkpoint["epoch"] + 1
-    metrics = read_json(run_dir / METRICS_FILE) or {}
-    accuracy = f", test accuracy {metrics['test_acc']:.2%}" if "test_acc" in metrics else ""
+    accuracy = test_accuracy(run_dir)
+    accuracy = f", test accuracy {accuracy:.2%}" if accuracy is not None else ""
     return run.weight_grid_figure(weight, title=f"first-layer weights of {architecture(checkpoint['hyper_parameters'])}"
                                                   f"\none 28x28 tile per hidden unit, after {epochs} epochs{accuracy}")
 
 
-def gradient_norms(run_dir: Path) -> tuple[list[int], dict[int, list[float]]]:
-    """Epochs and `grad_norm/linear{i}` per Linear layer i, from the run's csv/metrics.csv (one row per epoch)."""
+# ---------------------------------------------------------------- gradient RMS
+
+@dataclass(frozen=True)
+class GradientRMS:
+    """One run's weight-gradient RMS per Linear layer (0 = the input side), as GradientNorms logged it."""
+    steps: list[int]                     # the last optimizer step of each logging interval
+    by_interval: dict[int, list[float]]  # layer -> mean RMS over each interval
+    epochs: list[int]                    # from 1
+    epoch_ends: list[int]                # each epoch's last interval step (to GRADIENT_INTERVAL steps)
+    by_epoch: dict[int, list[float]]     # layer -> mean RMS over each epoch
+
+
+def logged_columns(path: Path, column: re.Pattern[str], index: str) -> tuple[list[int], dict[int, list[float]]]:
+    """The columns of csv/metrics.csv that `column` matches, by their layer number, and the `index` column
+    ("step" or "epoch"), in the rows that hold them (Lightning writes sparse rows: a metric's cells
+    are empty in the rows of other metrics)."""
+    with path.open(newline="") as handle:
+        reader = csv.DictReader(handle)
+        names = {int(match.group(1)): name for name in reader.fieldnames or [] if (match := column.fullmatch(name))}
+        if not names:
+            raise UserError(f"{path} has no {column.pattern} columns; train the run with this version's callbacks")
+        rows = [row for row in reader if row[names[min(names)]]]
+    return ([int(float(row[index])) for row in rows],
+            {layer: [float(row[name]) for row in rows] for layer, name in sorted(names.items())})
+
+
+def gradient_rms(run_dir: Path) -> GradientRMS:
+    """The run's `grad_rms_interval/linear{i}` and `grad_rms/linear{i}`, from its csv/metrics.csv."""
     path = run_dir / METRICS_CSV
     if not path.is_file():
         raise UserError(f"{run_dir}: no csv/metrics.csv; train with logger=csv or logger=default")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle)
-        layers = sorted(int(m.group(1)) for name in reader.fieldnames or [] if (m := GRAD_NORM_COLUMN.fullmatch(name)))
-        if not layers:
-            raise UserError(f"{path} has no grad_norm/linear* columns; was the run trained with mlplab's callbacks?")
-        # Lightning writes sparse rows: the per-epoch gradient norms share a row with other epoch metrics only.
-        rows = [row for row in reader if row[f"grad_norm/linear{layers[0]}"]]
-    epochs = [int(row["epoch"]) + 1 for row in rows]
-    return epochs, {layer: [float(row[f"grad_norm/linear{layer}"]) for row in rows] for layer in layers}
+    steps, by_interval = logged_columns(path, INTERVAL_COLUMN, "step")
+    interval_epochs, _ = logged_columns(path, INTERVAL_COLUMN, "epoch")
+    epochs, by_epoch = logged_columns(path, EPOCH_COLUMN, "epoch")
+    # Lightning's epoch rows count batches in their step column (several optimizer steps each with data.chunk).
+    last_steps = dict(zip(interval_epochs, steps))  # rows in step order: each epoch's last interval wins
+    epoch_ends = [last_steps[epoch] for epoch in epochs if epoch in last_steps]
+    return GradientRMS(steps, by_interval, [epoch + 1 for epoch in epochs], epoch_ends, by_epoch)
 
 
-def first_to_last_ratio(norms: dict[int, list[float]], epoch_index: int = -1) -> float:
-    """Gradient norm of the first Linear layer over that of the last, in one epoch (the last by default)."""
-    return norms[min(norms)][epoch_index] / norms[max(norms)][epoch_index]
+def first_to_last_ratio(by_layer: dict[int, list[float]], index: int = -1) -> float:
+    """The first Linear layer's gradient RMS over the last one's, at one interval or epoch (the last by default)."""
+    return by_layer[min(by_layer)][index] / by_layer[max(by_layer)][index]
+
+
+def rising_until(gradients: GradientRMS) -> int | None:
+    """How long the profile of a vanishing gradient lasts: the last step of the unbroken run of intervals,
+    from the first, in which the RMS rises layer by layer from input to output (each layer's below the
+    next one's). None when the first interval does not rise so."""
+    last = None
+    for position, step in enumerate(gradients.steps):
+        profile = [values[position] for values in gradients.by_interval.values()]
+        if not all(lower < upper for lower, upper in zip(profile, profile[1:])):
+            break
+        last = step
+    return last
+
+
+def gradient_summary(label: str, gradients: GradientRMS, accuracy: float | None) -> str:
+    """One line of numbers: the input / output layer RMS ratio first and per epoch, how long it rises layer by layer."""
+    first, last = min(gradients.by_interval), max(gradients.by_interval)
+    rising = rising_until(gradients)
+    rising = (f"never (not in steps 1-{gradients.steps[0]})" if rising is None else
+              "in every interval" if rising == gradients.steps[-1] else f"through step {rising}, then not")
+    per_epoch = ", ".join(f"{first_to_last_ratio(gradients.by_epoch, index):.3g}"
+                          for index in range(len(gradients.epochs)))
+    accuracy = f"; test accuracy {accuracy:.2%}" if accuracy is not None else ""
+    return (f"{label}: linear{first} / linear{last} RMS {first_to_last_ratio(gradients.by_interval, 0):.3g} in "
+            f"steps 1-{gradients.steps[0]}; the same ratio of the epoch means, epochs {gradients.epochs[0]}-"
+            f"{gradients.epochs[-1]}: {per_epoch}; RMS rising layer by layer from input to output {rising}{accuracy}")
 
 
 # ---------------------------------------------------------------- command line
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m mlplab.figures", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=COMMAND, description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, help="folder for the PNGs (default docs/figures of the checkout)")
     parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                         help=f"epochs for the runs trained here (default {DEFAULT_EPOCHS})")
-    parser.add_argument("--reference-run", type=Path,
-                        help=f"a run directory of +experiment={REFERENCE_EXPERIMENT} (default: train one)")
-    for kind, experiment in GRADIENT_EXPERIMENTS.items():
-        parser.add_argument(f"--{kind}-run", type=Path,
-                            help=f"a run directory of +experiment={experiment} (default: train one)")
+    for training in (REFERENCE, *GRADIENT_RUNS.values()):
+        parser.add_argument(f"--{training.name}-run", type=Path,
+                            help=f"a run directory of train.py {' '.join(training.overrides)} (default: train one)")
     args = parser.parse_args(argv)
     if args.epochs < 1:
         parser.error(f"--epochs={args.epochs} is not allowed: train at least 1 epoch")
     return args
 
 
-def run_or_train(given: Path | None, experiment: str, epochs: int, runs_root: Callable[[], Path]) -> Path:
-    return given.resolve() if given is not None else train(experiment, epochs, runs_root() / experiment)
+def given_run(args: argparse.Namespace, training: Training) -> Path | None:
+    return getattr(args, f"{training.name.replace('-', '_')}_run")
+
+
+def save(figure: Figure, path: Path, made_by: str) -> Path:
+    """Write the PNG with how it was made in its metadata (PNG text chunks "Source" and "Description")."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=DPI, metadata={"Source": made_by.splitlines()[0], "Description": made_by})
+    return path
+
+
+def provenance_text(command: str, commit: str, made: dict[str, str], summaries: Sequence[str]) -> str:
+    lines = ["# How the figures in this folder were made", "",
+             f"Written by `{command}` at {commit}, with {THREADS} CPU thread (torch and OMP_NUM_THREADS). "
+             "Run the same command from the repository's root to make them again.", "",
+             "| figure | made from |", "|---|---|"]
+    lines += [f"| `{name}` | {source} |" for name, source in made.items()]
+    lines += ["", "## gradient_norms.png in numbers", "",
+              f"The gradient's RMS per weight, ||dL/dW|| / sqrt(entries), of each Linear layer (linear0 = the "
+              f"input side), as `GradientNorms` logs it: the mean over every {GRADIENT_INTERVAL} optimizer steps "
+              "and over every epoch.", ""]
+    lines += [f"- {summary}" for summary in summaries]
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    torch.set_num_threads(THREADS)
+    command = shlex.join([*COMMAND.split(), *(sys.argv[1:] if argv is None else argv)])
+    commit = describe_commit(git_state())
+    made_by = f"{command} at {commit}"
     created: list[Path] = []
 
-    def runs_root() -> Path:
-        # Made only when something is trained, and kept: its runs can be passed back in with --*-run.
-        if not created:
+    def run_or_train(training: Training) -> tuple[Path, str]:
+        """The run directory and how it was made."""
+        given = given_run(args, training)
+        if given is not None:
+            return given.resolve(), run_command(given.resolve(), trained_here=False)
+        if not created:  # made only when something is trained, and kept: its runs can be passed back in
             created.append(Path(tempfile.mkdtemp(prefix="mlplab-figures-")))
-        return created[0]
+        run_dir = train(training, args.epochs, created[0] / training.name)
+        return run_dir, run_command(run_dir, trained_here=True)
 
     try:
         out = (args.out or project_root() / "docs" / "figures").resolve()
         # Before any drawing or training: a mistyped run directory should cost no minutes.
-        for flag in ("reference_run", *(f"{kind}_run" for kind in GRADIENT_EXPERIMENTS)):
-            given = getattr(args, flag)
+        for training in (REFERENCE, *GRADIENT_RUNS.values()):
+            given = given_run(args, training)
             if given is not None and not given.is_dir():
-                raise UserError(f"--{flag.replace('_', '-')}={given} is not a directory; pass one that train.py wrote")
-        written = draw_pure_figures(out)
-        reference = run_or_train(args.reference_run, REFERENCE_EXPERIMENT, args.epochs, runs_root)
-        written.append(plots.save(weights_figure(reference), out / "weights_reference.png"))
-        gradient_runs = {
-            experiment: run_or_train(given, experiment, args.epochs, runs_root)
-            for given, experiment in ((args.sigmoid_run, GRADIENT_EXPERIMENTS["sigmoid"]),
-                                      (args.relu_run, GRADIENT_EXPERIMENTS["relu"]))
-        }
-        norms = {experiment: gradient_norms(run_dir) for experiment, run_dir in gradient_runs.items()}
-        written.append(plots.save(chapter.gradient_norms_figure(norms), out / "gradient_norms.png"))
+                raise UserError(f"--{training.name}-run={given} is not a directory; pass one that train.py wrote")
+        made: dict[str, str] = {}
+        written = []
+        for name, figure in pure_figures().items():
+            made[name] = "no training: conf/activation, conf/norm"
+            written.append(save(figure, out / name, made_by))
+
+        reference, made["weights_reference.png"] = run_or_train(REFERENCE)
+        written.append(save(weights_figure(reference), out / "weights_reference.png",
+                            f"{made_by}\nfrom the run {made['weights_reference.png']}"))
+
+        trained = {label: run_or_train(training) for label, training in GRADIENT_RUNS.items()}
+        gradient_runs = {label: run_dir for label, (run_dir, _) in trained.items()}
+        check_comparable(gradient_runs)
+        gradients = {label: gradient_rms(run_dir) for label, run_dir in gradient_runs.items()}
+        made["gradient_norms.png"] = "<br>".join(f"{label}: {how}" for label, (_, how) in trained.items())
+        summaries = [gradient_summary(label, gradients[label], test_accuracy(run_dir))
+                     for label, run_dir in gradient_runs.items()]
+        figure = chapter.gradient_rms_figure(
+            {label: (series.steps, series.by_interval) for label, series in gradients.items()},
+            epoch_ends=next(iter(gradients.values())).epoch_ends)
+        written.append(save(figure, out / "gradient_norms.png", "\n".join([made_by, *summaries])))
+        provenance = write_text(out / PROVENANCE_FILE, provenance_text(command, commit, made, summaries))
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    for experiment, (epochs, layer_norms) in norms.items():
-        print(f"{experiment}: first / last layer gradient norm = {first_to_last_ratio(layer_norms, 0):.4g} in epoch "
-              f"{epochs[0]}, {first_to_last_ratio(layer_norms):.4g} in epoch {epochs[-1]}")
+    for summary in summaries:
+        print(summary)
     if created:
-        print(f"trained runs kept in {created[0]} (pass them back with --reference-run / --sigmoid-run / --relu-run)")
+        print(f"trained runs kept in {created[0]} (pass them back with "
+              f"{' / '.join(f'--{training.name}-run' for training in (REFERENCE, *GRADIENT_RUNS.values()))})")
+    print(f"made by {made_by}")
     for path in written:
-        print(path)
+        print(f"{path}: {made.get(path.name, '').replace('<br>', '; ')}")
+    print(provenance)
     return 0
 
 

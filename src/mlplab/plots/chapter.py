@@ -162,25 +162,47 @@ def norm_axes_figure(norms: Mapping[str, Callable[[int], nn.Module]], batch: int
     return figure
 
 
-def gradient_norms_figure(runs: Mapping[str, tuple[list[int], dict[int, list[float]]]]) -> Figure:
-    """One panel per run (label -> (epochs, {layer: values})): each Linear layer's gradient measure
-    per epoch, on a shared log scale."""
-    figure = new_figure(6 * len(runs), 4.8)
-    axes = figure.subplots(1, len(runs), sharey=True, squeeze=False)[0]
-    for axis, (label, (epochs, norms)) in zip(axes, runs.items()):
-        colours = matplotlib.colormaps["viridis"].resampled(len(norms))
-        first, last = min(norms), max(norms)
-        for position, (layer, values) in enumerate(norms.items()):
+def gradient_rms_figure(runs: Mapping[str, tuple[Sequence[int], Mapping[int, Sequence[float]]]],
+                        epoch_ends: Sequence[int] = ()) -> Figure:
+    """Per run (label -> (steps, {layer: values})): each Linear layer's gradient RMS per interval of
+    optimizer steps, on shared log scales; and a last panel with the first / last layer ratio of every run.
+
+    Log steps, so that the first hundred steps, where a sigmoid net's gradients change most, are as
+    wide as the last thousand. `epoch_ends`: the steps at which epochs ended, drawn as dotted lines.
+    """
+    columns = 2
+    rows = math.ceil((len(runs) + 1) / columns)
+    figure = new_figure(6.5 * columns, 4.4 * rows)
+    axes = figure.subplots(rows, columns, sharex=True, squeeze=False).ravel()
+    run_axes, ratio_axis = axes[: len(runs)], axes[len(runs)]
+    for axis in axes[len(runs) + 1:]:
+        axis.set_visible(False)
+    for axis in run_axes[1:]:
+        axis.sharey(run_axes[0])
+    for axis, (label, (steps, by_layer)) in zip(run_axes, runs.items()):
+        colours = matplotlib.colormaps["viridis"].resampled(len(by_layer))
+        first, last = min(by_layer), max(by_layer)
+        for position, (layer, values) in enumerate(sorted(by_layer.items())):
             role = " (input)" if layer == first else " (output)" if layer == last else ""
-            axis.plot(epochs, values, marker="o", color=colours(position), label=f"linear{layer}{role}")
+            axis.plot(steps, values, color=colours(position), linewidth=1.3, label=f"linear{layer}{role}")
+        ratios = [low / high for low, high in zip(by_layer[first], by_layer[last])]
+        axis.set_title(f"{label}\nlinear{first} / linear{last}: {ratios[0]:.2g} in steps 1-{steps[0]}, "
+                       f"{ratios[-1]:.2g} in steps {steps[-2] + 1 if len(steps) > 1 else 1}-{steps[-1]}", fontsize=10)
+        axis.set_ylabel("gradient RMS per weight")
+        ratio_axis.plot(steps, ratios, linewidth=1.5, label=label)
+    ratio_axis.axhline(1, color="0.5", linewidth=0.8)
+    ratio_axis.set_title(f"input / output layer: linear{first} / linear{last} RMS", fontsize=10)
+    ratio_axis.set_ylabel("ratio")
+    ratio_axis.legend(fontsize=8, loc="lower right")
+    run_axes[0].legend(fontsize=8, loc="lower right", ncols=2)
+    for axis in axes[: len(runs) + 1]:
+        axis.set_xscale("log")
         axis.set_yscale("log")
-        axis.set_xlabel("epoch")
-        axis.set_xticks(epochs)
-        axis.set_title(f"{label}: linear{first} / linear{last} = {norms[first][0] / norms[last][0]:.3g} "
-                       f"in epoch {epochs[0]}, {norms[first][-1] / norms[last][-1]:.3g} in epoch {epochs[-1]}",
-                       fontsize=11)
-        axis.grid(alpha=0.3, which="both")
-        axis.legend(fontsize=8, loc="best")
-    axes[0].set_ylabel("mean ||dL/dW|| per epoch (log scale)")
-    figure.suptitle("Vanishing gradients: each Linear layer's mean weight-gradient norm per epoch", fontsize=12)
+        for end in epoch_ends:
+            axis.axvline(end, color="0.6", linestyle=":", linewidth=0.8)
+        axis.grid(alpha=0.3, which="major")
+    for axis in axes[-columns:]:
+        axis.set_xlabel("optimizer step (dotted: end of an epoch)")
+    figure.suptitle("Weight-gradient RMS, ||dL/dW|| / sqrt(entries), of each Linear layer: "
+                    "the mean over each logging interval", fontsize=12)
     return figure
