@@ -444,3 +444,11 @@ def test_the_figures_command_trains_on_one_thread_and_records_command_and_commit
             assert image.text["Source"] == made_by, name
     printed = capsys.readouterr().out
     assert made_by in printed and all(str(out / name) in printed for name in names)
+
+
+def test_a_failed_training_run_leaves_the_figures_alone(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(figures.subprocess, "run",
+                        lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", "CUDA out of memory"))
+    assert figures.main(["--out", str(tmp_path / "out")]) == 1
+    assert "training reference failed (exit 1)" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # no figure half-updated

@@ -308,48 +308,52 @@ def provenance_text(command: str, commit: str, made: dict[str, str], summaries: 
     return "\n".join(lines) + "\n"
 
 
+def runs_needed(args: argparse.Namespace) -> tuple[dict[str, tuple[Path, str]], Path | None]:
+    """Each Training's run directory and how it was made (given, or trained here), and the folder of
+    the runs trained here (None when every run was given)."""
+    # Before any training: a mistyped run directory should cost no minutes.
+    for training in (REFERENCE, *GRADIENT_RUNS.values()):
+        given = given_run(args, training)
+        if given is not None and not given.is_dir():
+            raise UserError(f"--{training.name}-run={given} is not a directory; pass one that train.py wrote")
+    runs, folder = {}, None
+    for training in (REFERENCE, *GRADIENT_RUNS.values()):
+        given = given_run(args, training)
+        if given is not None:
+            runs[training.name] = given.resolve(), run_command(given.resolve(), trained_here=False)
+            continue
+        if folder is None:  # made only when something is trained, and kept: its runs can be passed back in
+            folder = Path(tempfile.mkdtemp(prefix="mlplab-figures-"))
+        run_dir = train(training, args.epochs, folder / training.name)
+        runs[training.name] = run_dir, run_command(run_dir, trained_here=True)
+    return runs, folder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(THREADS)
     command = shlex.join([*COMMAND.split(), *(sys.argv[1:] if argv is None else argv)])
     commit = describe_commit(git_state())
     made_by = f"{command} at {commit}"
-    created: list[Path] = []
-
-    def run_or_train(training: Training) -> tuple[Path, str]:
-        """The run directory and how it was made."""
-        given = given_run(args, training)
-        if given is not None:
-            return given.resolve(), run_command(given.resolve(), trained_here=False)
-        if not created:  # made only when something is trained, and kept: its runs can be passed back in
-            created.append(Path(tempfile.mkdtemp(prefix="mlplab-figures-")))
-        run_dir = train(training, args.epochs, created[0] / training.name)
-        return run_dir, run_command(run_dir, trained_here=True)
-
     try:
         out = (args.out or project_root() / "docs" / "figures").resolve()
-        # Before any drawing or training: a mistyped run directory should cost no minutes.
-        for training in (REFERENCE, *GRADIENT_RUNS.values()):
-            given = given_run(args, training)
-            if given is not None and not given.is_dir():
-                raise UserError(f"--{training.name}-run={given} is not a directory; pass one that train.py wrote")
-        made: dict[str, str] = {}
-        written = []
-        for name, figure in pure_figures().items():
-            made[name] = "no training: conf/activation, conf/norm"
-            written.append(save(figure, out / name, made_by))
-
-        reference, made["weights_reference.png"] = run_or_train(REFERENCE)
-        written.append(save(weights_figure(reference), out / "weights_reference.png",
-                            f"{made_by}\nfrom the run {made['weights_reference.png']}"))
-
-        trained = {label: run_or_train(training) for label, training in GRADIENT_RUNS.items()}
-        gradient_runs = {label: run_dir for label, (run_dir, _) in trained.items()}
+        # Every run before any figure: a failed run leaves the old figures alone, and the runs record
+        # the checkout before its figures change (clean, where it was).
+        runs, trained_folder = runs_needed(args)
+        gradient_runs = {label: runs[training.name][0] for label, training in GRADIENT_RUNS.items()}
         check_comparable(gradient_runs)
         gradients = {label: gradient_rms(run_dir) for label, run_dir in gradient_runs.items()}
-        made["gradient_norms.png"] = "<br>".join(f"{label}: {how}" for label, (_, how) in trained.items())
         summaries = [gradient_summary(label, gradients[label], test_accuracy(run_dir))
                      for label, run_dir in gradient_runs.items()]
+
+        pure = pure_figures()
+        made = dict.fromkeys(pure, "no training: conf/activation, conf/norm")
+        written = [save(figure, out / name, made_by) for name, figure in pure.items()]
+        reference, made["weights_reference.png"] = runs[REFERENCE.name]
+        written.append(save(weights_figure(reference), out / "weights_reference.png",
+                            f"{made_by}\nfrom the run {made['weights_reference.png']}"))
+        made["gradient_norms.png"] = "<br>".join(f"{label}: {runs[training.name][1]}"
+                                                 for label, training in GRADIENT_RUNS.items())
         figure = chapter.gradient_rms_figure(
             {label: (series.steps, series.by_interval) for label, series in gradients.items()},
             epoch_ends=next(iter(gradients.values())).epoch_ends)
@@ -360,9 +364,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for summary in summaries:
         print(summary)
-    if created:
-        print(f"trained runs kept in {created[0]} (pass them back with "
-              f"{' / '.join(f'--{training.name}-run' for training in (REFERENCE, *GRADIENT_RUNS.values()))})")
+    if trained_folder is not None:
+        flags = " / ".join(f"--{training.name}-run" for training in (REFERENCE, *GRADIENT_RUNS.values()))
+        print(f"trained runs kept in {trained_folder} (pass them back with {flags})")
     print(f"made by {made_by}")
     for path in written:
         print(f"{path}: {made.get(path.name, '').replace('<br>', '; ')}")
