@@ -178,7 +178,7 @@ def layer_factors(profile: list[float]) -> list[float]:
 
 @pytest.mark.slow  # three deep nets, 200 steps each
 def test_sigmoid_gradients_vanish_towards_the_input_until_adam_evens_them_out(deep_runs):
-    """What docs/figures/gradient_norms.png shows, read through the figure's own path (figures.gradient_rms)."""
+    """What docs/figures/gradient_norms.png shows (figures.GRADIENT_FINDINGS), read through the figure's own path."""
     gradients = {name: figures.gradient_rms(run.folder) for name, run in deep_runs.items()}
 
     def profile(name: str, interval: int) -> list[float]:

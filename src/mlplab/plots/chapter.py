@@ -193,7 +193,7 @@ def gradient_rms_figure(runs: Mapping[str, tuple[Sequence[int], Mapping[int, Seq
     ratio_axis.axhline(1, color="0.5", linewidth=0.8)
     ratio_axis.set_title(f"input / output layer: linear{first} / linear{last} RMS", fontsize=10)
     ratio_axis.set_ylabel("ratio")
-    ratio_axis.legend(fontsize=8, loc="lower right")
+    ratio_axis.legend(fontsize=8, loc="upper left")
     run_axes[0].legend(fontsize=8, loc="lower right", ncols=2)
     for axis in axes[: len(runs) + 1]:
         axis.set_xscale("log")
