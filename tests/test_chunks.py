@@ -29,9 +29,13 @@ def train(compose_cfg, tmp_path: Path, chunk: int, *overrides: str, callbacks=()
 
 def logged(trainer: pl.Trainer) -> list[tuple[str, str]]:
     """(step, train/loss) of every interval row in the CSV log."""
+    return [(row["step"], row["train/loss"]) for row in csv_rows(trainer) if row.get("train/loss")]
+
+
+def csv_rows(trainer: pl.Trainer) -> list[dict[str, str]]:
     trainer.logger.save()
     with open(Path(trainer.logger.log_dir) / "metrics.csv") as handle:
-        return [(row["step"], row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+        return list(csv.DictReader(handle))
 
 
 @pytest.mark.parametrize("overrides", [
@@ -47,6 +51,8 @@ def test_a_chunked_run_equals_one_batch_per_step_bit_for_bit(mnist, compose_cfg,
         assert torch.equal(first, second), name
     assert logged(chunk_trainer) == logged(plain_trainer)
     assert len(logged(plain_trainer)) >= 10
+    # Every row, epoch-level and validation ones included, at the same optimizer step with the same values.
+    assert csv_rows(chunk_trainer) == csv_rows(plain_trainer)
 
 
 def test_limits_and_max_steps_count_optimizer_steps_not_chunks(mnist, compose_cfg, tmp_path):

@@ -243,7 +243,7 @@ def gradient_rms(run_dir: Path) -> GradientRMS:
     steps, by_interval = logged_columns(path, INTERVAL_COLUMN, "step")
     interval_epochs, _ = logged_columns(path, INTERVAL_COLUMN, "epoch")
     epochs, by_epoch = logged_columns(path, EPOCH_COLUMN, "epoch")
-    # Lightning's epoch rows count batches in their step column (several optimizer steps each with data.chunk).
+    # An epoch ends at the step where its last logging interval ends.
     last_steps = dict(zip(interval_epochs, steps))  # rows in step order: each epoch's last interval wins
     epoch_ends = [last_steps[epoch] for epoch in epochs if epoch in last_steps]
     return GradientRMS(steps, by_interval, [epoch + 1 for epoch in epochs], epoch_ends, by_epoch)

@@ -118,6 +118,9 @@ class MLPClassifier(pl.LightningModule):
                 break
             losses.append(self._optimizer_step(x, y))
             self._count_step(len(y))
+        # Lightning logs epoch-level values at the count of batches that stepped, which it raises by one
+        # after this batch: made to count optimizer steps, so every row of the logs is in one unit.
+        self.trainer.fit_loop.epoch_loop._batches_that_stepped += len(losses) - 1
         return torch.stack(losses) if losses else None
 
     # Manual optimization: Lightning's automatic closure machinery costs more per step than this
