@@ -1,5 +1,5 @@
 """The reference recipe as a minimal hand-written script: what `python train.py +experiment=seed_pytorch`
-does, without the framework, for whole-process comparisons (bench/process.sh).
+does, without the framework, for whole-process comparisons (bench/process.py).
 
 784-100-BN-ReLU-10, Adam 1e-3, batch 100, min-max inputs; 55,000 training images, 5,000 held out
 and validated after each epoch, the best epoch's weights tested on the official 10,000. It reads the

@@ -36,6 +36,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--logger", default="default", help="the run's logger group: default (csv + wandb), csv, none")
     args = parser.parse_args()
+    if args.runs < 1 or args.epochs < 1:
+        parser.error("--runs and --epochs must be 1 or more")
     with tempfile.TemporaryDirectory() as scratch:
         def project(index: int) -> list[str]:
             return [sys.executable, "train.py", "+experiment=seed_pytorch", f"trainer.max_epochs={args.epochs}",

@@ -74,7 +74,8 @@ def test_a_nan_inside_a_chunk_is_reported_at_its_exact_step(mnist, compose_cfg, 
     assert step % 8 != 0  # inside a chunk, not at its end
 
 
-def test_the_progress_bar_counts_optimizer_steps(mnist, compose_cfg, tmp_path):
+@pytest.mark.parametrize("chunk", [1, 8])
+def test_the_progress_bar_counts_optimizer_steps(mnist, compose_cfg, tmp_path, chunk):
     from mlplab.progress import StepProgressBar
 
     class Seen(pl.Callback):
@@ -85,5 +86,6 @@ def test_the_progress_bar_counts_optimizer_steps(mnist, compose_cfg, tmp_path):
             self.positions.append((task.completed, task.total))
 
     bar = StepProgressBar()
-    train(compose_cfg, tmp_path, 8, "++trainer.limit_train_batches=13", callbacks=[bar, Seen()])
+    Seen.positions = []
+    train(compose_cfg, tmp_path, chunk, "++trainer.limit_train_batches=13", callbacks=[bar, Seen()])
     assert Seen.positions == [(13, 13), (13, 13)]

@@ -109,11 +109,18 @@ def default_cfg():
     return compose_config()
 
 
-def test_a_validation_interval_in_batches_needs_unchunked_batches():
-    with pytest.raises(ConfigError, match="trainer.val_check_interval=100 counts Lightning batches"):
-        check_config(compose_config("++trainer.val_check_interval=100"))
-    check_config(compose_config("++trainer.val_check_interval=100", "data.chunk=1"))
-    check_config(compose_config("++trainer.val_check_interval=0.5"))
+@pytest.mark.parametrize("interval", ["100", "0.5"])
+def test_a_validation_interval_within_the_epoch_needs_unchunked_batches(interval):
+    with pytest.raises(ConfigError, match=f"trainer.val_check_interval={interval} counts Lightning batches"):
+        check_config(compose_config(f"++trainer.val_check_interval={interval}"))
+    check_config(compose_config(f"++trainer.val_check_interval={interval}", "data.chunk=1"))
+
+
+@pytest.mark.parametrize("chunk", [1, 8])
+def test_a_training_fraction_of_no_batch_is_refused(chunk):
+    with pytest.raises(ConfigError, match="no batch would be trained"):
+        check_config(compose_config("++trainer.limit_train_batches=0.001", f"data.chunk={chunk}"))
+    check_config(compose_config("++trainer.limit_train_batches=0.002", f"data.chunk={chunk}"))
 
 
 @pytest.mark.parametrize("overrides, expected", BAD_VALUES)

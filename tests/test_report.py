@@ -361,3 +361,16 @@ def test_report_renders_in_headless_chromium(report, runs_dir, tmp_path):
     assert pixels.shape[:2] == (2000, 1400) and pixels.std() > 10
     # The page's own style is grey; coloured pixels come only from the charts, so they were decoded and drawn.
     assert coloured_fraction(pixels) > 0.001
+
+
+def test_activation_statistics_come_from_the_last_epoch_or_not_at_all(tmp_path):
+    from mlplab.report.runs import final_statistics
+
+    (tmp_path / "csv").mkdir()
+    rows = "epoch,step,activation/layer0/dead_frac,train/loss\n0,10,0.25,\n,12,,0.5\n1,20,0.125,\n"
+    (tmp_path / "csv" / "metrics.csv").write_text(rows)
+    assert final_statistics(tmp_path, 2) == {"activation/layer0/dead_frac": 0.125}
+    (tmp_path / "csv" / "metrics.csv").write_text(rows[: rows.index("1,20")])  # cut before the last epoch
+    assert final_statistics(tmp_path, 2) == {}
+    (tmp_path / "csv" / "metrics.csv").write_text(rows[: rows.index("1,20")] + "1,20,1.5e-")  # cut inside a number
+    assert final_statistics(tmp_path, 2) == {}

@@ -140,11 +140,12 @@ def check_trainer(cfg: DictConfig) -> None:
         if value is not None:
             ok = (_is_int(value) and value >= 1) or (_is_number(value) and not _is_int(value) and 0 < value <= 1)
             _require(ok, f"trainer.{key}", value, f"a number of batches >= 1 or a fraction in (0, 1] (0 {what})")
+    check_train_fraction(cfg)
     interval = trainer.get("val_check_interval")
-    if _is_int(interval) and cfg.data.get("chunk", 1) > 1:
+    if interval is not None and interval != 1.0 and cfg.data.get("chunk", 1) > 1:
         raise ConfigError(
             f"trainer.val_check_interval={interval} counts Lightning batches, which hold data.chunk="
-            f"{cfg.data.chunk} batches each: give a fraction of the epoch (e.g. 0.5), or set data.chunk=1."
+            f"{cfg.data.chunk} batches each: validate once per epoch (check_val_every_n_epoch), or set data.chunk=1."
         )
     devices = trainer.get("devices", 1)
     _require((_is_int(devices) and devices >= 1) or devices == "auto", "trainer.devices", devices,
@@ -156,6 +157,20 @@ def check_trainer(cfg: DictConfig) -> None:
         wanted = devices if _is_int(devices) else 1
         _require(available >= wanted, "trainer.accelerator", trainer.accelerator,
                  f"{wanted} GPU(s) asked for, {available} visible on this machine; use trainer=auto or trainer=cpu")
+
+
+def check_train_fraction(cfg: DictConfig) -> None:
+    """A fraction of the epoch that rounds down to no batch would train nothing and test an untrained model."""
+    fraction = cfg.trainer.get("limit_train_batches")
+    if not (_is_number(fraction) and not _is_int(fraction)):
+        return
+    train_size = get_class(cfg.data._target_).train_size
+    batches = -(-(train_size - cfg.data.val_size) // cfg.data.batch_size)
+    if int(batches * fraction) < 1:
+        raise ConfigError(
+            f"trainer.limit_train_batches={fraction} is {batches * fraction:.2g} of the epoch's {batches} batches, "
+            f"so no batch would be trained: use at least {1 / batches:.2g}, or a number of batches (e.g. 1)."
+        )
 
 
 def check_combinations(cfg: DictConfig) -> None:

@@ -19,9 +19,10 @@ class StepProgressBar(RichProgressBar):
 
     @property
     def total_train_batches(self) -> int | float:
-        steps = getattr(self.trainer.train_dataloader, "num_batches", None)
-        if steps is None:
+        loader = self.trainer.train_dataloader
+        if getattr(loader, "chunk", 1) == 1:  # one step per batch: Lightning's count (with its limits) is right
             return super().total_train_batches
+        steps = loader.num_batches
         trainer = self.trainer
         if trainer.max_epochs == -1 and trainer.max_steps is not None and trainer.max_steps > 0:
             return min(steps, trainer.max_steps - trainer.global_step)

@@ -113,6 +113,9 @@ def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list) -> 
     """Lightning's Trainer from cfg.trainer; a value Lightning refuses is one line naming it."""
     if interactive():
         callbacks = [*callbacks, StepProgressBar()]
+    if cfg.data.get("chunk", 1) > 1:
+        # Lightning compares its count of chunks with the logging interval, which counts steps.
+        warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging")
     try:
         return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
                            enable_progress_bar=interactive())

@@ -117,7 +117,7 @@ def read_run(run_dir: Path, root: Path) -> dict[str, Any] | None:
            "overrides": " ".join(typed), "detail": "", "_overrides": overrides}
     if state == FINISHED:
         scalars = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
-        return {**final_statistics(run_dir), **scalars, **row}  # metrics repeat parameter names (seed, name): the row's own fields win
+        return {**final_statistics(run_dir, metrics.get("epochs")), **scalars, **row}  # metrics repeat parameter names (seed, name): the row's own fields win
     real_error = error_line(run_dir, LOG_FILE)
     reported = str(record.get("error") or status.get("error") or "")
     returncode = record.get("returncode", status.get("returncode"))
@@ -205,15 +205,21 @@ def read_curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
             "train/loss": series("train/loss", "step") or series("train/loss_epoch", "step")}
 
 
-def final_statistics(run_dir: Path) -> dict[str, float]:
-    """The last logged value of each `activation/...` statistic (mean, std, zero and dead fractions per
-    hidden layer), so a report can rank or summarize by them (--metric activation/layer0/dead_frac)."""
+def final_statistics(run_dir: Path, epochs: Any) -> dict[str, float]:
+    """The `activation/...` statistics (mean, std, zero and dead fractions per hidden layer) logged
+    at the run's last epoch, so a report can rank or summarize by them (--metric
+    activation/layer0/dead_frac). A log that does not reach that epoch gives none: a value from an
+    earlier epoch would pass for the final one."""
     try:
         logged = pd.read_csv(Path(run_dir) / METRICS_CSV)
     except (OSError, ValueError):
         return {}
-    columns = [column for column in logged.columns if column.startswith("activation/")]
-    return {column: float(values.iloc[-1]) for column in columns if len(values := logged[column].dropna())}
+    if "epoch" not in logged or not isinstance(epochs, int) or epochs < 1:
+        return {}
+    last = logged[pd.to_numeric(logged["epoch"], errors="coerce") == epochs - 1]
+    values = {column: pd.to_numeric(last[column], errors="coerce").dropna()
+              for column in logged.columns if column.startswith("activation/")}
+    return {column: float(series.iloc[-1]) for column, series in values.items() if len(series)}
 
 
 def figure_files(run_dir: Path) -> dict[str, Path]:
