@@ -113,7 +113,7 @@ def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list) -> 
     """Lightning's Trainer from cfg.trainer; a value Lightning refuses is one line naming it."""
     if interactive():
         callbacks = [*callbacks, StepProgressBar()]
-    if cfg.data.get("chunk", 1) > 1:
+    if (cfg.get("data") or {}).get("chunk", 1) > 1:
         # Lightning compares its count of chunks with the logging interval, which counts steps.
         warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging")
     try:
