@@ -7,9 +7,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from omegaconf import DictConfig
 
 from helpers import SHORT_RUN, compose_config, mnist_root, run_script
+
+# Generated hostile values: a sample on a developer's machine, four times as many under CI.
+settings.register_profile("dev", max_examples=80, deadline=None)
+settings.register_profile("ci", max_examples=320, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")

@@ -17,6 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from mlplab.data import NORMALIZE_MODES
 from mlplab.errors import ConfigError
 from mlplab.model import INITS
+from mlplab.preflight import check_builds, check_memory
+from mlplab.targets import check_targets
 
 L2_MODES = ("none", "penalty", "decoupled")
 DECOUPLED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
@@ -159,6 +161,46 @@ def check_trainer(cfg: DictConfig) -> None:
                  f"{wanted} GPU(s) asked for, {available} visible on this machine; use trainer=auto or trainer=cpu")
 
 
+# Lightning arguments that take a count: (smallest value, what it means). None is allowed where
+# Lightning allows it. The module steps its optimizer itself, so Lightning's accumulation and
+# clipping, which need automatic optimization, are refused rather than silently ignored.
+TRAINER_COUNTS = {
+    "check_val_every_n_epoch": (1, "validate every N epochs"),
+    "num_sanity_val_steps": (-1, "-1 runs every validation batch first"),
+    "max_steps": (-1, "-1: no limit"),
+    "min_steps": (0, "steps before an early stop may end the run"),
+    "min_epochs": (0, "epochs before an early stop may end the run"),
+    "num_nodes": (1, "machines"),
+    "reload_dataloaders_every_n_epochs": (0, "0 never reloads"),
+}
+TRAINER_SWITCHES = ("enable_checkpointing", "enable_model_summary", "detect_anomaly", "inference_mode",
+                    "use_distributed_sampler", "barebones", "sync_batchnorm")
+
+
+def check_trainer_arguments(cfg: DictConfig) -> None:
+    trainer = cfg.trainer
+    for key, (low, meaning) in TRAINER_COUNTS.items():
+        value = trainer.get(key)
+        if value is not None:
+            _require(_is_int(value) and value >= low, f"trainer.{key}", value, f"an integer >= {low} ({meaning})")
+    for key in TRAINER_SWITCHES:
+        if trainer.get(key) is not None:
+            _require(isinstance(trainer.get(key), bool), f"trainer.{key}", trainer.get(key), "true or false")
+    accumulate = trainer.get("accumulate_grad_batches")
+    _require(accumulate in (None, 1) and not isinstance(accumulate, bool), "trainer.accumulate_grad_batches",
+             accumulate, "1: the module takes one optimizer step per batch itself (raise data.batch_size instead)")
+    clip = trainer.get("gradient_clip_val")
+    _require(clip in (None, 0) and not isinstance(clip, bool), "trainer.gradient_clip_val", clip,
+             "null: the module steps its optimizer itself, so Lightning's clipping would be ignored")
+    fast = trainer.get("fast_dev_run")
+    _require(fast is None or isinstance(fast, bool) or (_is_int(fast) and fast >= 0), "trainer.fast_dev_run", fast,
+             "true, false or a number of batches >= 0")
+    limit = trainer.get("limit_val_batches")
+    if limit is not None:
+        ok = (_is_int(limit) and limit >= 0) or (_is_number(limit) and not _is_int(limit) and 0 <= limit <= 1)
+        _require(ok, "trainer.limit_val_batches", limit, "a number of batches >= 0 or a fraction in [0, 1]")
+
+
 def check_train_fraction(cfg: DictConfig) -> None:
     """A fraction of the epoch that rounds down to no batch would train nothing and test an untrained model."""
     fraction = cfg.trainer.get("limit_train_batches")
@@ -181,8 +223,15 @@ def check_combinations(cfg: DictConfig) -> None:
         )
 
 
+def check_targets_of_config(cfg: DictConfig) -> None:
+    check_targets(cfg, "the config")
+
+
+# Targets first (nothing may be built before they pass); the builds and the memory estimate last,
+# once every value they read is known to be in range.
 CHECKS: tuple[Callable[[DictConfig], None], ...] = (
-    check_run, check_model, check_data, check_augment, check_optimization, check_trainer, check_combinations,
+    check_targets_of_config, check_run, check_model, check_data, check_augment, check_optimization, check_trainer,
+    check_trainer_arguments, check_combinations, check_memory, check_builds,
 )
 
 

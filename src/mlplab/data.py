@@ -211,6 +211,7 @@ class MNISTDataModule(pl.LightningDataModule):
     """
 
     train_size = 60_000
+    test_size = 10_000
     image_shape = (28, 28)
     num_classes = 10
     input_size = image_shape[0] * image_shape[1]

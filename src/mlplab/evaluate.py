@@ -18,6 +18,7 @@ from mlplab.data import MNISTDataModule
 from mlplab.errors import UserError
 from mlplab.module import MLPClassifier
 from mlplab.runfiles import METRICS_FILE, write_json
+from mlplab.targets import check_targets
 from mlplab.train import build_trainer
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters")
@@ -39,6 +40,11 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if missing:
         raise UserError(f"ckpt_path={str(path)!r} is not an mlplab training checkpoint (no {', '.join(missing)}); "
                         "pass a run's checkpoints/best.ckpt or last.ckpt.")
+    # weights_only kept the pickle from running code; the settings must not name code to build either.
+    for key in ("hyper_parameters", "datamodule_hyper_parameters"):
+        if not isinstance(checkpoint[key], dict):
+            raise UserError(f"ckpt_path={str(path)!r}: {key} is not a mapping; pass a run's checkpoints/best.ckpt.")
+        check_targets(checkpoint[key], f"ckpt_path={str(path)!r} {key}")
     return checkpoint
 
 
@@ -46,7 +52,7 @@ def restore_module(path: Path, checkpoint: dict[str, Any]) -> MLPClassifier:
     try:
         module = MLPClassifier(**checkpoint["hyper_parameters"])
         module.load_state_dict(checkpoint["state_dict"])
-    except (TypeError, KeyError, RuntimeError) as error:
+    except (TypeError, KeyError, RuntimeError, ValueError, AttributeError) as error:
         reason = str(error).strip().splitlines()[0]
         raise UserError(f"ckpt_path={str(path)!r} does not hold a model this version of mlplab can build "
                         f"({reason[:160]}).") from None
@@ -60,7 +66,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     # The datamodule's own settings (split seed, normalization) come from the checkpoint; only where
     # the data lives is taken from this machine.
     settings = {**checkpoint["datamodule_hyper_parameters"], "root": cfg.data_root, "download": False}
-    datamodule = MNISTDataModule(**settings, root_key="data_root")
+    try:
+        datamodule = MNISTDataModule(**settings, root_key="data_root")
+    except TypeError as error:
+        raise UserError(f"ckpt_path={str(path)!r} holds data settings this version of mlplab does not know "
+                        f"({' '.join(str(error).split())[:160]}).") from None
     trainer = build_trainer(cfg, callbacks=[], loggers=[])
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = {"ckpt_path": str(path.resolve()), "test_acc": results["test/acc"], "test_loss": results["test/loss"]}

@@ -77,6 +77,12 @@ class MLP(nn.Module):
             for layer in self.linear_layers():
                 INITS[init](layer)
 
+    @staticmethod
+    def parameter_count(input_size: int, hidden_sizes: Sequence[int], num_classes: int) -> int:
+        """Weights and biases of the Linear layers: what the memory check weighs before building."""
+        widths = [input_size, *hidden_sizes, num_classes]
+        return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(widths, widths[1:]))
+
     def linear_layers(self) -> list[nn.Linear]:
         """Every Linear layer from the input side: one per hidden block, then the output layer."""
         return [m for m in self.layers if isinstance(m, nn.Linear)]

@@ -27,6 +27,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from mlplab.cuda_graph import GraphedStep
 from mlplab.model import MLP
+from mlplab.targets import check_targets
 
 FUSED_DEVICES = ("cpu", "cuda")  # where torch's Adam, AdamW and SGD have fused kernels
 
@@ -65,6 +66,10 @@ class MLPClassifier(pl.LightningModule):
         scheduler: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
+        # Whoever built this module (a config, a checkpoint's hyperparameters), nothing it names is
+        # called unless conf/ names it.
+        check_targets({"activation": activation, "norm": norm, "optimizer": optimizer, "scheduler": scheduler,
+                       "model": model, "dropout": dropout, "l2": l2}, "the module's hyperparameters")
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.net = MLP(

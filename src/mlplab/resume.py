@@ -22,8 +22,8 @@ from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mlplab.errors import UserError
-from mlplab.runfiles import (CHECKPOINTS_DIR, FINISHED, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, read_json,
-                             read_status, slurm_job)
+from mlplab.runfiles import (CHECKPOINTS_DIR, FINISHED, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, claim,
+                             read_json, read_status, slurm_job)
 
 # Keys a resumed run may change: more epochs, where things are, and how steps are run (chunks and
 # CUDA graphs change the speed, not the numbers).
@@ -131,17 +131,27 @@ class RunDirectoryGuard(HydraCallback):
             return  # DDP's other ranks re-run train.py in rank zero's run directory, which it owns
         folder = Path(str(config.hydra.run.dir))
         resume = config.get("resume")
+        if resume is not None and not str(resume).strip():
+            sys.exit("error: resume='' names no run directory: pass resume=outputs/<date>/<time>_<name> to "
+                     "continue a run, or leave resume out to start a new one.")
         if not resume and self._requeued(folder):
             # SLURM requeued this job (preemption, or Lightning's auto-requeue): continue its run.
             print(f"SLURM job {slurm_job()} requeued: resuming {folder}", file=sys.stderr)
             with open_dict(config), read_write(config):
                 config.resume = str(folder)
             resume = config.resume
-        if resume:
-            self._check_resume(Path(str(resume)), config)
-        elif not _can_create(folder):
+        if resume and not Path(str(resume)).is_dir():
+            sys.exit(f"error: resume={str(resume)!r} is not a directory: pass the directory of a run that "
+                     "train.py started.")
+        if not resume and not _can_create(folder):
             sys.exit(f"error: cannot create the run directory {folder}: point paths.output_root=... "
                      "(or hydra.run.dir=...) at a writable folder.")
+        try:
+            claim(folder)  # before anything is read or written there: one owner at a time
+        except (UserError, OSError) as error:
+            sys.exit(f"error: {error}")
+        if resume:
+            self._check_resume(Path(str(resume)), config)
         elif holds_a_run(folder):
             status = read_status(folder).get("status", "unknown")
             sys.exit(f"error: {folder} already holds a run (status: {status}); choose another hydra.run.dir, "

@@ -8,6 +8,7 @@ half-written file means. The Hydra resolvers that name run directories are regis
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -28,6 +29,7 @@ CHECKPOINTS_DIR = "checkpoints"
 FIGURES_DIR = "figures"
 METRICS_CSV = Path("csv") / "metrics.csv"
 HYDRA_DIR = ".hydra"
+OWNER_FILE = ".owner"
 
 # What status.json says: running until the run ends, then finished, failed or interrupted. A run
 # killed without warning (SIGKILL, the OOM killer, a lost node) cannot write; read_status reports
@@ -149,6 +151,51 @@ def write_status(run_dir: Path, status: str, **fields: Any) -> dict[str, Any]:
     record = {**(read_json(Path(run_dir) / STATUS_FILE) or {}), **fields, "status": status, "updated": now()}
     write_json(Path(run_dir) / STATUS_FILE, record)
     return record
+
+
+# ---------------------------------------------------------------------------------------------
+# One owner per run directory
+
+_owned: dict[str, int] = {}  # run directory -> the descriptor whose lock this process holds
+
+
+class RunDirectoryTaken(UserError):
+    """Another live process owns the run directory."""
+
+
+def claim(run_dir: Path) -> None:
+    """Make this process the run directory's only owner until it ends (or `release`).
+
+    The lock is the kernel's (flock on `.owner`): it is released when the process dies however it
+    dies, SIGKILL included, so a stopped run never leaves its directory stuck. On NFS Linux maps
+    flock to the server's byte-range locks, so owners on different hosts exclude each other too.
+    """
+    key = str(Path(run_dir).resolve())
+    if key in _owned:
+        return
+    path = Path(run_dir) / OWNER_FILE
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o666 & ~_UMASK)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = os.read(descriptor, 4096).decode(errors="replace")
+        os.close(descriptor)
+        record = json.loads(owner) if owner.startswith("{") else {}
+        raise RunDirectoryTaken(
+            f"{run_dir} is in use by process {record.get('pid', '?')} on {record.get('host', '?')} (since "
+            f"{record.get('since', '?')}): wait for it to end or stop it; two processes writing one run "
+            "would mix their records."
+        ) from None
+    os.ftruncate(descriptor, 0)
+    os.write(descriptor, json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": now()}).encode())
+    _owned[key] = descriptor
+
+
+def release(run_dir: Path) -> None:
+    """Give up ownership before the process ends (a process that runs several runs in turn)."""
+    descriptor = _owned.pop(str(Path(run_dir).resolve()), None)
+    if descriptor is not None:
+        os.close(descriptor)
 
 
 def record_refusal(run_dir: str | Path, error: Exception) -> None:

@@ -43,7 +43,7 @@ from mlplab.progress import StepProgressBar
 from mlplab import resume
 from mlplab.runinfo import run_info
 from mlplab.runfiles import (CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED, METRICS_FILE, RUN_INFO_FILE,
-                             RUNNING, read_json, slurm_job, now, write_json, write_status, write_text)
+                             RUNNING, read_json, release, slurm_job, now, write_json, write_status, write_text)
 
 MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
 
@@ -188,6 +188,19 @@ def prepare_resume(output_dir: Path, loggers: list) -> Path | None:
     return checkpoint
 
 
+def smoke_reason(trainer: DictConfig) -> str | None:
+    """Why a run is only a check that the pipeline works, not a result (None: it is a result).
+
+    fast_dev_run trains and tests a batch or two; limits leave out part of an epoch, of the
+    validation set (which selects the tested checkpoint) or of the test set.
+    """
+    if trainer.get("fast_dev_run"):
+        return f"trainer.fast_dev_run={trainer.fast_dev_run}"
+    limits = [f"trainer.{name}={value}" for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+              if (value := trainer.get(name)) not in (1.0, None)]
+    return ", ".join(limits) or None
+
+
 def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, datamodule: MNISTDataModule,
                  checkpoints: ModelCheckpoint, clock: FitClock, ckpt_path: Path | None) -> dict[str, Any]:
     fitted = torch.compile(module) if cfg.model.get("compile") else module
@@ -207,6 +220,7 @@ def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, da
         "global_steps": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(clock.wall_seconds, 3),
+        "smoke": smoke_reason(cfg.trainer),
     }
 
 
@@ -239,6 +253,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise SystemExit(128 + stop.signum) from error
     finally:
         stop.uninstall()
+        release(output_dir)
 
 
 def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any]:
@@ -264,11 +279,12 @@ def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any
         write_json(output_dir / METRICS_FILE, metrics)
         write_json(output_dir / RUN_INFO_FILE, {**(read_json(output_dir / RUN_INFO_FILE) or {}), "ended": now(),
                                                 "metrics": metrics})
-        write_status(output_dir, FINISHED, ended=now())
-        Console(soft_wrap=True).print(
-            f"[bold green]test accuracy {metrics['test_acc']:.2%}[/] (loss {metrics['test_loss']:.4f}, "
-            f"{metrics['epochs']} epochs, {metrics['wall_seconds']:.0f} s) -> {output_dir}"
-        )
+        write_status(output_dir, FINISHED, ended=now(), smoke=metrics["smoke"])
+        summary = (f"test accuracy {metrics['test_acc']:.2%}[/] (loss {metrics['test_loss']:.4f}, "
+                   f"{metrics['epochs']} epochs, {metrics['wall_seconds']:.0f} s) -> {output_dir}")
+        if metrics["smoke"]:
+            summary = f"[bold yellow]smoke check only ({metrics['smoke']}), not a result: {summary}"
+        Console(soft_wrap=True).print(f"[bold green]{summary}" if not metrics["smoke"] else summary)
     return metrics
 
 

@@ -1,0 +1,110 @@
+"""How the entry points end: whatever went wrong is one line on the terminal, never a traceback.
+
+`entry(main)` runs a `@hydra.main` function so that Hydra's own errors (an override it cannot
+parse, an option that does not exist) reach us instead of being printed with Hydra's hint, and
+become one `error:` line. `report_errors(output_dir)` wraps the run itself: a user's mistake is its
+message; anything else (a library's refusal, memory, a bug) is one line naming the exception and
+the run's error.log, which holds the traceback. `HYDRA_FULL_ERROR=1` still gives the full trace.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import NoReturn
+
+FULL_ERROR = "HYDRA_FULL_ERROR"
+MAX_LINE = 600
+# Messages of torch and Python that mean memory ran out, whatever the exception type.
+OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message folded onto one line (the type's name when it says nothing)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text if len(text) <= MAX_LINE else text[: MAX_LINE - 3] + "..."
+
+
+def fail(message: str, status: int = 1) -> NoReturn:
+    """Print `error: message` on one line (a value holding a newline cannot break it) and exit."""
+    print("error: " + " ".join(message.splitlines()), file=sys.stderr, flush=True)
+    sys.exit(status)
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, MemoryError) or any(text in str(error).lower() for text in OUT_OF_MEMORY)
+
+
+def write_traceback(output_dir: Path, error: BaseException) -> Path | None:
+    """The traceback into output_dir/error.log unless the run wrote its own; where it is, if anywhere."""
+    from mlplab.runfiles import ERROR_LOG, RunFileError, write_text
+
+    log = Path(output_dir) / ERROR_LOG
+    try:
+        if not (log.is_file() and log.stat().st_size > 0):
+            write_text(log, "".join(traceback.format_exception(error)))
+    except (RunFileError, OSError):
+        return None
+    return log
+
+
+def unexpected(error: BaseException, output_dir: Path | None) -> str:
+    """The line for an error that is not one of ours: what it was and where its traceback is."""
+    log = write_traceback(output_dir, error) if output_dir is not None and Path(output_dir).is_dir() else None
+    where = f" (traceback in {log})" if log else ""
+    if is_out_of_memory(error):
+        return (f"out of memory: {one_line(error)}{where}. Use smaller model.hidden_sizes or data.batch_size / "
+                "data.eval_batch_size, or a machine with more memory.")
+    return f"{type(error).__name__}: {one_line(error)}{where}"
+
+
+@contextmanager
+def report_errors(output_dir: Path | str | None) -> Iterator[None]:
+    """Turn every error of the enclosed run into one `error:` line and exit status 1.
+
+    Signals' exits (SystemExit with 128 + N) and Ctrl-C pass through untouched.
+    """
+    from mlplab.errors import UserError
+    from mlplab.runfiles import record_refusal
+
+    folder = Path(output_dir) if output_dir is not None else None
+    try:
+        yield
+    except UserError as error:
+        if folder is not None:
+            record_refusal(folder, error)
+        fail(str(error))
+    except OSError as error:  # a full disk or a vanished folder while writing checkpoints or logs
+        where = error.filename or folder
+        fail(f"{error.strerror or one_line(error)}: {where}; free space there or point paths.output_root=... "
+             "at another folder")
+    except Exception as error:  # noqa: BLE001 - the last line of defence: never a bare traceback
+        if os.environ.get(FULL_ERROR) == "1" and not _set_by_us():
+            raise
+        fail(unexpected(error, folder))
+
+
+_OURS = "_MLPLAB_SET_HYDRA_FULL_ERROR"
+
+
+def _set_by_us() -> bool:
+    return os.environ.get(_OURS) == "1"
+
+
+def entry(main: Callable[[], object]) -> None:
+    """Run a `@hydra.main` function; Hydra's errors become one line (unless HYDRA_FULL_ERROR=1 was
+    asked for, which keeps Hydra's full traceback)."""
+    if os.environ.get(FULL_ERROR) == "1" and not _set_by_us():
+        main()
+        return
+    # With this set Hydra raises its errors instead of printing them with a hint to set it.
+    os.environ[FULL_ERROR] = os.environ[_OURS] = "1"
+    try:
+        main()
+    except Exception as error:  # noqa: BLE001 - Hydra's composition and override errors
+        # Hydra appends its config search path to a missing option's message: noise to a user.
+        fail(one_line(error).split(" Config search path:")[0])

@@ -1,0 +1,148 @@
+"""Before any data is read: whether the config's pieces build, and whether the model fits in memory.
+
+Range checks (mlplab.checks) cover the keys we know; the arguments passed through to torch's
+classes are many more. Each group's object is built here once, small, and used once (a norm and
+an activation on a tiny batch, the optimizer and scheduler for one step, the augmentation on two
+images), so whatever torch refuses is refused in one line naming the group before the run starts.
+The memory a model needs is estimated from its widths, before anything of that size is allocated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from mlplab.errors import ConfigError
+
+PROBE_WIDTH = 4
+# Weights, their gradients and the optimizer's two moment estimates (Adam; SGD's momentum is one).
+COPIES_PER_PARAMETER = 4
+# Per hidden unit and sample: the Linear's output, the norm's, the activation's, their gradients.
+COPIES_PER_ACTIVATION = 6
+FLOAT_BYTES = 4
+GIB = 2**30
+
+
+def _settings(node: Any) -> str:
+    if not OmegaConf.is_config(node):
+        return ""
+    items = {key: value for key, value in OmegaConf.to_container(node, resolve=True).items()
+             if not str(key).startswith("_")}
+    return ", ".join(f"{key}={value!r}" for key, value in items.items())
+
+
+def _attempt(group: str, node: Any, build: Callable[[], Any]) -> Any:
+    """build(), or a ConfigError naming the group, its class and settings, and torch's reason."""
+    try:
+        return build()
+    except ConfigError:
+        raise
+    except Exception as error:  # noqa: BLE001 - whatever the library refused, the settings are at fault
+        target = node.get("_target_", group) if OmegaConf.is_config(node) else group
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise ConfigError(f"{group}: {target} refused its settings ({_settings(node)}): {reason[:300]}. "
+                          f"Change {group}.* (python train.py --cfg job shows them).") from None
+
+
+def _finite(output: torch.Tensor) -> torch.Tensor:
+    if not torch.isfinite(output).all():
+        raise ValueError("it turns a random batch into NaN or inf")
+    return output
+
+
+def _probe_norm_and_activation(cfg: DictConfig) -> None:
+    batch = torch.randn(3, PROBE_WIDTH, requires_grad=True)
+    norm = _attempt("norm", cfg.norm, lambda: instantiate(cfg.norm)(PROBE_WIDTH))
+    _attempt("norm", cfg.norm, lambda: (_finite(norm.train()(batch)), _finite(norm.eval()(batch))))
+    activation = _attempt("activation", cfg.activation, lambda: instantiate(cfg.activation)())
+    _attempt("activation", cfg.activation, lambda: _finite(activation(batch)).sum().backward())
+
+
+def _probe_optimization(cfg: DictConfig) -> None:
+    """One step of the optimizer and the scheduler the module configures, on a tiny copy of the model."""
+    from mlplab.train import build_module
+
+    tiny = OmegaConf.merge(cfg, {"model": {"hidden_sizes": [PROBE_WIDTH] * len(cfg.model.hidden_sizes),
+                                           "compile": False}})
+    module = _attempt("model", cfg.model, lambda: build_module(tiny))
+    _attempt("optimizer", cfg.optimizer, lambda: instantiate(cfg.optimizer)(module.parameters()))
+    # The optimizer alone builds: what the module's configuration adds that fails is the scheduler's.
+    configured = _attempt("scheduler" if cfg.get("scheduler") else "optimizer",
+                          cfg.get("scheduler") or cfg.optimizer, module.configure_optimizers)
+    optimizer = configured["optimizer"] if isinstance(configured, dict) else configured
+    loss = module(torch.randn(3, module.net.linear_layers()[0].in_features)).logsumexp(dim=-1).mean()
+    loss.backward()
+    _attempt("optimizer", cfg.optimizer, optimizer.step)
+    if isinstance(configured, dict):
+        _attempt("scheduler", cfg.get("scheduler"), configured["lr_scheduler"]["scheduler"].step)
+
+
+def _probe_data(cfg: DictConfig) -> None:
+    augment = _attempt("augment", cfg.augment, lambda: instantiate(cfg.augment))
+    side = get_class(cfg.data._target_).image_shape[0]
+    images = torch.rand(2, side * side)
+    _attempt("augment", cfg.augment, lambda: augment(images, torch.Generator().manual_seed(0)))
+    # Constructing the data module reads nothing: prepare_data and setup do.
+    _attempt("data", cfg.data, lambda: instantiate(cfg.data, augment=None, _convert_="all"))
+
+
+def check_builds(cfg: DictConfig) -> None:
+    """Raise ConfigError at the first group whose object torch or Lightning refuses to build or run."""
+    with torch.random.fork_rng(devices=[]):  # the run's own seeding must not see these draws
+        _probe_norm_and_activation(cfg)
+        _probe_optimization(cfg)
+        _probe_data(cfg)
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory
+
+
+def estimated_bytes(cfg: DictConfig) -> int:
+    """The memory a run of cfg needs at least: model and optimizer state, the largest batch's
+    activations, and the data set held as float32 on its device."""
+    from mlplab.model import MLP
+
+    data = get_class(cfg.data._target_)
+    hidden = list(cfg.model.hidden_sizes)
+    parameters = MLP.parameter_count(data.input_size, hidden, data.num_classes)
+    largest_batch = max(cfg.data.batch_size * cfg.data.get("chunk", 1), cfg.data.eval_batch_size)
+    activations = largest_batch * (sum(hidden) + data.num_classes) * COPIES_PER_ACTIVATION
+    dataset = (data.train_size + data.test_size) * data.input_size
+    return FLOAT_BYTES * (parameters * COPIES_PER_PARAMETER + activations + dataset)
+
+
+def available_bytes() -> tuple[int, str] | None:
+    """Memory this process can still get on the host: (bytes, where), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo)
+        return int(fields["MemAvailable"].split()[0]) * 1024, "this machine"
+    except (OSError, KeyError, ValueError):
+        return None
+
+
+def available_gpu_bytes(cfg: DictConfig) -> tuple[int, str] | None:
+    """Free memory of the first GPU when the run will train on one."""
+    accelerator = str(cfg.trainer.get("accelerator", "auto")).lower()
+    if accelerator not in ("auto", "gpu", "cuda") or not torch.cuda.is_available():
+        return None
+    free, _ = torch.cuda.mem_get_info(0)
+    return free, f"GPU {torch.cuda.get_device_name(0)}"
+
+
+def check_memory(cfg: DictConfig) -> None:
+    """Refuse, with the figures, a model that cannot get the memory it needs."""
+    needed = estimated_bytes(cfg)
+    for found in (available_bytes(), available_gpu_bytes(cfg)):
+        if found is not None and needed > found[0]:
+            raise ConfigError(
+                f"model.hidden_sizes={list(cfg.model.hidden_sizes)} needs about {needed / GIB:.1f} GiB (weights, "
+                f"gradients, optimizer state, batches and data), but {found[1]} has {found[0] / GIB:.1f} GiB free: "
+                "use smaller widths or fewer layers (or a smaller data.eval_batch_size)."
+            )
+

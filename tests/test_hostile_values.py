@@ -1,0 +1,152 @@
+"""Every value a user can set, of every key of every group, ends in a check's one line or a run:
+never a traceback, never Hydra's hint, and no smoke check passed off as a result."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from omegaconf import DictConfig, OmegaConf
+
+from helpers import CONF, assert_one_line_error, compose_config, options, run_script
+from mlplab.checks import check_config
+from mlplab.cli import report_errors
+from mlplab.errors import ConfigError
+
+GROUPS = ("activation", "norm", "optimizer", "scheduler", "augment", "dropout", "l2", "model", "data", "trainer")
+HOSTILE = st.one_of(
+    st.sampled_from([-1, 0, -1.0e30, 1.0e30, math.nan, math.inf, -math.inf, "abc", "", None, True, False, [], {},
+                     [1, 2, 3], {"a": 1}, 2**64, -(2**63)]),
+    st.integers(), st.floats(allow_nan=True), st.text(max_size=8),
+)
+
+
+def leaf_keys() -> list[tuple[str, str, str]]:
+    """(group, option, dotted key) for every settable value of every option of every group."""
+    found = []
+    for group in GROUPS:
+        for option in options(group) or [None]:
+            cfg = compose_config(*([f"{group}={option}"] if option else []))
+            node = OmegaConf.to_container(cfg[group], resolve=False) or {}
+            for key in flatten(node, group):
+                found.append((group, option or "", key))
+    return found
+
+
+def flatten(node, prefix: str) -> list[str]:
+    if isinstance(node, dict):
+        return [key for name, value in node.items() if not str(name).startswith("_")
+                for key in flatten(value, f"{prefix}.{name}")]
+    return [prefix]
+
+
+KEYS = leaf_keys()
+
+
+@functools.cache
+def composed(group: str, option: str) -> DictConfig:
+    return compose_config(*([f"{group}={option}"] if option else []))
+
+
+# Each example builds the config's objects once (~0.1 s); the number of draws is the profile's
+# (tests/conftest.py: more under CI).
+@settings(suppress_health_check=[HealthCheck.too_slow])
+@given(case=st.sampled_from(KEYS), value=HOSTILE)
+def test_a_hostile_value_of_any_key_is_refused_in_one_line_or_accepted(case, value):
+    group, option, key = case
+    cfg = copy.deepcopy(composed(group, option))
+    OmegaConf.update(cfg, key, value, force_add=True)
+    try:
+        check_config(cfg)
+    except ConfigError as error:
+        assert "\n" not in str(error)
+        assert key.split(".")[0] in str(error) or key.split(".")[-1] in str(error), (key, value, str(error))
+
+
+def test_an_unexpected_error_is_one_line_naming_the_traceback_file(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped, report_errors(tmp_path):
+        raise RuntimeError("a library broke\nover two lines")
+    assert stopped.value.code == 1
+    printed = capsys.readouterr().err.strip().splitlines()
+    assert printed == [f"error: RuntimeError: a library broke over two lines (traceback in {tmp_path / 'error.log'})"]
+    assert "Traceback" in (tmp_path / "error.log").read_text()
+
+
+@pytest.mark.parametrize("error", [MemoryError(), RuntimeError("DefaultCPUAllocator: can't allocate memory: you tried "
+                                                               "to allocate 80000000000 bytes")])
+def test_running_out_of_memory_says_so_and_what_to_change(tmp_path, capsys, error):
+    with pytest.raises(SystemExit), report_errors(tmp_path):
+        raise error
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: out of memory") and "model.hidden_sizes" in line and "\n" not in line
+
+
+def test_a_model_too_large_for_this_machine_is_refused_before_allocating():
+    with pytest.raises(ConfigError, match=r"needs about \d+\.\d GiB .* free"):
+        check_config(compose_config("model.hidden_sizes=[100000,100000]"))
+
+
+# (overrides, what the one line must name): the reported cases and their neighbours.
+REFUSED = [
+    (["norm.eps=-1"], "norm"),
+    (["norm=layer", "norm.eps=-1"], "norm"),
+    (["+optimizer.weight_decay=-1"], "weight_decay"),
+    (["optimizer=sgd", "optimizer.nesterov=true", "optimizer.momentum=0"], "optimizer"),
+    (["+trainer.check_val_every_n_epoch=0"], "check_val_every_n_epoch"),
+    (["+trainer.accumulate_grad_batches=0"], "accumulate_grad_batches"),
+    (["+trainer.gradient_clip_val=1"], "gradient_clip_val"),
+    (["model.hidden_sizes=[100000,100000]"], "GiB"),
+    (["activation=foo"], "activation/foo"),
+    (["seed=[1"], "[1"),
+    (["trainer.max_epochs=abc"], "max_epochs"),
+    (["+activation.bogus=1"], "bogus"),
+    (["activation._target_=os.system"], "os.system"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides, named", REFUSED, ids=[" ".join(case[0]) for case in REFUSED])
+def test_train_py_refuses_in_one_line_before_reading_data(tmp_path, overrides, named):
+    result = run_script("train.py", "+experiment=smoke", *overrides, f"paths.output_root={tmp_path}",
+                        "data.root=/nonexistent-so-reading-data-would-fail", "data.download=false")
+    line = assert_one_line_error(result, named)
+    assert "HYDRA_FULL_ERROR" not in result.stderr + result.stdout and "Traceback" not in result.stdout
+    assert "MNIST" not in line
+
+
+@pytest.mark.slow
+def test_hydra_full_error_still_gives_the_whole_traceback(tmp_path):
+    result = run_script("train.py", "activation=foo", f"paths.output_root={tmp_path}", env={"HYDRA_FULL_ERROR": "1"})
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("smoke", ["+trainer.fast_dev_run=true", "trainer.limit_test_batches=2"])
+def test_a_smoke_check_is_recorded_as_such_never_as_a_result(tmp_path, smoke):
+    run = tmp_path / "run"
+    result = run_script("train.py", "+experiment=smoke", "trainer.limit_train_batches=1.0",
+                        "trainer.limit_val_batches=1.0", "trainer.limit_test_batches=1.0", smoke, f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "smoke check only" in result.stdout and smoke.lstrip("+").split("=")[0] in result.stdout
+    status = json.loads((run / "status.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert status["status"] == "finished" and status["smoke"] and metrics["smoke"] == status["smoke"]
+
+
+@pytest.mark.slow
+def test_a_full_run_is_not_a_smoke_check(tmp_path):
+    run = tmp_path / "run"
+    result = run_script("train.py", "+experiment=smoke", "trainer.limit_train_batches=1.0",
+                        "trainer.limit_val_batches=1.0", "trainer.limit_test_batches=1.0", "data.val_size=55000",
+                        f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run / "metrics.json").read_text())["smoke"] is None
+
+
+def test_conf_dir_of_the_tests_is_the_project_conf():
+    assert (CONF / "config.yaml").is_file()

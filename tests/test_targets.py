@@ -1,0 +1,158 @@
+"""Nothing a file holds can make the project call code: every `_target_` is held to its group's
+options before anything is built (checkpoints, saved configs, command-line and sweep overrides)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from helpers import CONF, assert_one_line_error, compose_config, run_script
+from mlplab.checks import check_config
+from mlplab.errors import ConfigError, UserError
+from mlplab.evaluate import load_checkpoint
+from mlplab.targets import allowed_for, check_targets, group_targets
+
+# Callables that read, write, run or import: what a hostile file would name.
+HOSTILE_TARGETS = [
+    "builtins.open", "builtins.exec", "builtins.eval", "builtins.__import__", "os.system", "os.remove",
+    "subprocess.run", "subprocess.Popen", "shutil.copyfile", "shutil.rmtree", "pathlib.Path.write_text",
+    "importlib.import_module", "torch.save", "torch.load", "hydra.utils.instantiate", "pickle.loads",
+    "runpy.run_path", "webbrowser.open",
+]
+# The project's own classes, but in a group that does not name them: refused as well.
+MISPLACED = [("activation", "pytorch_lightning.Trainer"), ("norm", "torch.nn.ReLU"),
+             ("optimizer", "torch.nn.BatchNorm1d"), ("scheduler", "torch.optim.SGD"), ("model", "torch.nn.ReLU")]
+MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
+
+
+def module_hyperparameters() -> dict:
+    from omegaconf import OmegaConf
+
+    cfg = compose_config()
+    groups = {name: OmegaConf.to_container(cfg[name], resolve=True) or {} for name in MODULE_GROUPS}
+    groups["model"] |= {"input_size": 784, "num_classes": 10}
+    return groups
+
+
+def craft_checkpoint(path: Path, hyper_parameters: dict, datamodule: dict | None = None) -> Path:
+    torch.save({"state_dict": {}, "hyper_parameters": hyper_parameters,
+                "datamodule_hyper_parameters": datamodule or {"batch_size": 100}}, path)
+    return path
+
+
+def test_every_target_of_conf_is_allowed_in_its_own_group():
+    for group, targets in group_targets(CONF).items():
+        for target in targets:
+            assert target in allowed_for(f"{group}._target_", CONF)
+    assert "torch.nn.ReLU" in allowed_for("activation._target_", CONF)
+    assert "torch.nn.ReLU" not in allowed_for("norm._target_", CONF)
+    assert "pytorch_lightning.loggers.CSVLogger" in allowed_for("logger.csv._target_", CONF)
+    assert allowed_for("model._target_", CONF) == frozenset()
+
+
+@pytest.mark.parametrize("target", HOSTILE_TARGETS)
+@pytest.mark.parametrize("group", ["activation", "norm", "optimizer", "scheduler"])
+def test_a_checkpoint_naming_code_is_refused_before_anything_runs(tmp_path, group, target):
+    victim = tmp_path / "created_by_the_checkpoint.txt"
+    hyper_parameters = module_hyperparameters()
+    hyper_parameters[group] = {"_target_": target, "file": str(victim), "mode": "w", "command": f"touch {victim}"}
+    path = craft_checkpoint(tmp_path / "evil.ckpt", hyper_parameters)
+    with pytest.raises(UserError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert "\n" not in message and str(path) in message and f"{group}._target_" in message and target in message
+    assert not victim.exists()
+
+
+@pytest.mark.parametrize("where", ["nested", "list", "model", "datamodule"])
+def test_a_target_hidden_deeper_in_a_checkpoint_is_refused(tmp_path, where):
+    hyper_parameters = module_hyperparameters()
+    datamodule = None
+    evil = {"_target_": "builtins.open", "file": str(tmp_path / "x"), "mode": "w"}
+    if where == "nested":
+        hyper_parameters["activation"]["inplace"] = evil
+    elif where == "list":
+        hyper_parameters["optimizer"]["betas"] = [0.9, evil]
+    elif where == "model":
+        hyper_parameters["model"]["init"] = evil
+    else:
+        datamodule = {"normalize": evil}
+    with pytest.raises(UserError, match="builtins.open"):
+        load_checkpoint(craft_checkpoint(tmp_path / "evil.ckpt", hyper_parameters, datamodule))
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("group, target", MISPLACED)
+def test_a_project_class_in_the_wrong_group_is_refused(tmp_path, group, target):
+    hyper_parameters = module_hyperparameters()
+    hyper_parameters[group] = {"_target_": target}
+    with pytest.raises(UserError, match=f"{group}._target_"):
+        load_checkpoint(craft_checkpoint(tmp_path / "evil.ckpt", hyper_parameters))
+
+
+@pytest.mark.parametrize("value", [None, 3, ["builtins.open"], {"a": 1}, "", "torch.nn.ReLU ", "TORCH.NN.RELU"])
+def test_a_target_that_is_not_exactly_a_named_class_is_refused(value):
+    with pytest.raises(ConfigError):
+        check_targets({"activation": {"_target_": value}}, "test", CONF)
+
+
+@given(group=st.sampled_from(sorted(group_targets(CONF)) + ["model", "paths", "seed", "unknown"]),
+       target=st.text(alphabet=st.characters(codec="utf-8"), max_size=40)
+       | st.builds(".".join, st.lists(st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,8}", fullmatch=True), min_size=1,
+                                      max_size=4)))
+def test_generated_targets_pass_only_when_their_group_names_them(group, target):
+    allowed = allowed_for(group, CONF)
+    config = {group: {"deeper": [{"_target_": target}]}}
+    if target in allowed:
+        check_targets(config, "generated", CONF)
+    else:
+        with pytest.raises(ConfigError, match="is refused"):
+            check_targets(config, "generated", CONF)
+
+
+@pytest.mark.parametrize("target", HOSTILE_TARGETS[:6])
+def test_a_config_naming_code_is_refused_by_the_checks(target):
+    with pytest.raises(ConfigError, match="activation._target_"):
+        check_config(compose_config(f"activation._target_={target}"))
+
+
+def test_the_module_refuses_what_its_hyperparameters_should_not_build(tmp_path):
+    from mlplab.module import MLPClassifier
+
+    hyper_parameters = module_hyperparameters()
+    hyper_parameters["norm"] = {"_target_": "builtins.open", "file": str(tmp_path / "x"), "mode": "w"}
+    with pytest.raises(ConfigError, match="norm._target_"):
+        MLPClassifier(**hyper_parameters)
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.slow
+def test_eval_of_a_hostile_checkpoint_writes_nothing_and_says_why(tmp_path):
+    victim = tmp_path / "written.txt"
+    hyper_parameters = module_hyperparameters()
+    hyper_parameters["activation"] = {"_target_": "builtins.open", "file": str(victim), "mode": "w"}
+    path = craft_checkpoint(tmp_path / "evil.ckpt", hyper_parameters)
+    result = run_script("eval.py", f"ckpt_path={path}", f"hydra.run.dir={tmp_path / 'eval'}")
+    assert_one_line_error(result, str(path), "activation._target_", "builtins.open")
+    assert not victim.exists()
+
+
+@pytest.mark.slow
+def test_a_saved_config_naming_code_is_refused_when_rerun(tmp_path):
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    victim = tmp_path / "written.txt"
+    config = compose_config("+experiment=smoke")
+    from omegaconf import OmegaConf
+
+    OmegaConf.set_struct(config, False)
+    config.norm = {"_target_": "builtins.open", "_partial_": False, "file": str(victim), "mode": "w"}
+    OmegaConf.save(config, saved / "config.yaml")
+    result = run_script("train.py", "--config-path", str(saved), "--config-name", "config",
+                        f"hydra.run.dir={tmp_path / 'run'}", f"paths.output_root={tmp_path}")
+    assert_one_line_error(result, "norm._target_", "builtins.open")
+    assert not victim.exists()
