@@ -156,3 +156,19 @@ def test_a_saved_config_naming_code_is_refused_when_rerun(tmp_path):
                         f"hydra.run.dir={tmp_path / 'run'}", f"paths.output_root={tmp_path}")
     assert_one_line_error(result, "norm._target_", "builtins.open")
     assert not victim.exists()
+
+
+@pytest.mark.slow
+def test_a_saved_config_whose_hydra_section_names_code_is_refused_before_hydra_builds_it(tmp_path):
+    from omegaconf import OmegaConf
+
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    victim = tmp_path / "written.txt"
+    config = OmegaConf.to_container(compose_config("+experiment=smoke"))
+    config["hydra"] = {"callbacks": {"evil": {"_target_": "builtins.open", "file": str(victim), "mode": "w"}}}
+    OmegaConf.save(OmegaConf.create(config), saved / "config.yaml")
+    result = run_script("train.py", f"--config-path={saved}", "--config-name", "config",
+                        f"paths.output_root={tmp_path}")
+    assert_one_line_error(result, str(saved / "config.yaml"), "hydra.callbacks.evil._target_", "builtins.open")
+    assert not victim.exists()

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
+import yaml
+
 FULL_ERROR = "HYDRA_FULL_ERROR"
 MAX_LINE = 600
 # Messages of torch and Python that mean memory ran out, whatever the exception type.
@@ -95,9 +97,44 @@ def _set_by_us() -> bool:
     return os.environ.get(_OURS) == "1"
 
 
+CONFIG_FOLDER_FLAGS = ("--config-path", "-cp", "--config-dir", "-cd")
+
+
+def config_folders(argv: list[str]) -> list[Path]:
+    """The folders of config files named on the command line (`--config-path DIR`, `-cd=DIR`...)."""
+    folders = []
+    for index, argument in enumerate(argv):
+        flag, _, value = argument.partition("=")
+        if flag in CONFIG_FOLDER_FLAGS:
+            value = value if "=" in argument else (argv[index + 1] if index + 1 < len(argv) else "")
+            if value:
+                # --config-path is relative to the entry script, --config-dir to the current folder.
+                folders += [Path(value), Path(sys.argv[0]).resolve().parent / value]
+    return folders
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Config files from elsewhere (a run's saved `.hydra/`, a colleague's folder) may name only the
+    classes conf/ names, `hydra:` sections included: Hydra itself builds those before any check."""
+    from mlplab.errors import UserError
+    from mlplab.targets import check_targets
+
+    for folder in config_folders(argv):
+        for path in sorted(folder.rglob("*.yaml")) if folder.is_dir() else []:
+            try:
+                content = yaml.safe_load(path.read_text())
+            except (OSError, yaml.YAMLError, UnicodeDecodeError):
+                continue  # Hydra names an unreadable file itself
+            try:
+                check_targets(content, str(path))
+            except UserError as error:
+                fail(str(error))
+
+
 def entry(main: Callable[[], object]) -> None:
     """Run a `@hydra.main` function; Hydra's errors become one line (unless HYDRA_FULL_ERROR=1 was
     asked for, which keeps Hydra's full traceback)."""
+    check_config_files(sys.argv[1:])
     if os.environ.get(FULL_ERROR) == "1" and not _set_by_us():
         main()
         return
@@ -106,5 +143,17 @@ def entry(main: Callable[[], object]) -> None:
     try:
         main()
     except Exception as error:  # noqa: BLE001 - Hydra's composition and override errors
-        # Hydra appends its config search path to a missing option's message: noise to a user.
-        fail(one_line(error).split(" Config search path:")[0])
+        fail(hydra_message(error))
+
+
+def hydra_message(error: BaseException) -> str:
+    """What Hydra would print of a composition error, on one line: its message and, as Hydra adds
+    it, the first line of the OmegaConf error behind it (e.g. "Key 'max_epoch' is not in struct")."""
+    # Hydra appends its config search path to a missing option's message: noise to a user.
+    message = one_line(error).split(" Config search path:")[0]
+    cause = error.__cause__
+    if cause is not None and type(cause).__module__.startswith("omegaconf"):
+        first = str(cause).strip().splitlines()[0] if str(cause).strip() else ""
+        if first and first not in message:
+            message = f"{message.rstrip('.')}: {first}"
+    return message

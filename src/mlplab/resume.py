@@ -22,6 +22,7 @@ from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mlplab.errors import UserError
+from mlplab.overrides import readable_override
 from mlplab.runfiles import (CHECKPOINTS_DIR, FINISHED, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, claim,
                              read_json, read_status, slurm_job)
 
@@ -56,7 +57,8 @@ def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
         overrides = OmegaConf.load(run_dir / HYDRA_DIR / "overrides.yaml")
         raise UserError(
             f"resume={str(run_dir)!r} was started with other settings ({', '.join(changed[:5])} differ); "
-            f"resume it with its own overrides: python train.py {shlex.join(overrides)} resume={run_dir}"
+            "resume it with its own overrides: "
+            + shlex.join(["python", "train.py", *overrides, readable_override("resume", str(run_dir))])
         )
 
 
@@ -146,16 +148,16 @@ class RunDirectoryGuard(HydraCallback):
         if not resume and not _can_create(folder):
             sys.exit(f"error: cannot create the run directory {folder}: point paths.output_root=... "
                      "(or hydra.run.dir=...) at a writable folder.")
+        if resume:  # reads only: resuming a finished run must change nothing, the owner file included
+            self._check_resume(Path(str(resume)), config)
         try:
-            claim(folder)  # before anything is read or written there: one owner at a time
+            claim(folder)  # before anything is written there: one owner at a time
         except (UserError, OSError) as error:
             sys.exit(f"error: {error}")
-        if resume:
-            self._check_resume(Path(str(resume)), config)
-        elif holds_a_run(folder):
+        if not resume and holds_a_run(folder):
             status = read_status(folder).get("status", "unknown")
             sys.exit(f"error: {folder} already holds a run (status: {status}); choose another hydra.run.dir, "
-                     f"or continue that run with resume={folder}")
+                     f"or continue that run with {shlex.quote(readable_override('resume', str(folder)))}")
 
     @staticmethod
     def _requeued(folder: Path) -> bool:

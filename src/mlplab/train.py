@@ -39,6 +39,7 @@ from mlplab.errors import ConfigError
 from mlplab.guards import NonFiniteLossGuard, RunInterrupted, StopOnSignal
 from mlplab.loggers import build_loggers, finish_wandb, log_run
 from mlplab.module import MLPClassifier
+from mlplab.overrides import readable_override
 from mlplab.progress import StepProgressBar
 from mlplab import resume
 from mlplab.runinfo import run_info
@@ -171,7 +172,7 @@ def resume_command(output_dir: Path) -> str:
 
     overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
     overrides = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
-    return shlex.join(["python", "train.py", *overrides, f"resume={output_dir}"])
+    return shlex.join(["python", "train.py", *overrides, readable_override("resume", str(output_dir))])
 
 
 def prepare_resume(output_dir: Path, loggers: list) -> Path | None:
