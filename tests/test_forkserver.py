@@ -33,6 +33,10 @@ def sweep_file(path: Path, parameters: dict, *fixed: str, program: str = "train.
     return path
 
 
+TWO_VISIBLE_GPUS = ("import runpy, sys; import mlplab.sweep.slots as slots; slots.visible_gpu_count = lambda: 2; "
+                    "sys.argv[0] = 'mlplab.sweep'; runpy.run_module('mlplab.sweep', run_name='__main__')")
+
+
 def launcher_command(sweep: Path, sweep_dir: Path, *options: str) -> list[str]:
     return [sys.executable, "-m", "mlplab.sweep", str(sweep), "--offline", "--stagger", "0",
             "--sweep-dir", str(sweep_dir), "--program-root", str(REPO), *options]
@@ -76,7 +80,9 @@ PROBE = textwrap.dedent("""
 
     print("to stdout", flush=False)  # left in the buffer: the exit must flush it
     print("to stderr", file=sys.stderr)
-    run_dir = next(arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("hydra.run.dir="))
+    from hydra.core.override_parser.overrides_parser import OverridesParser  # the launcher quotes the run dir
+    run_dir = next(OverridesParser.create().parse_override(arg).value() for arg in sys.argv
+                   if arg.startswith("hydra.run.dir="))
     seed = int(next(arg.split("=", 1)[1] for arg in sys.argv if arg.startswith("seed=")))
     descriptors = [os.path.realpath(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd")]
     json.dump({"argv": sys.argv, "name": __name__, "file": __file__, "cwd": os.getcwd(),
@@ -101,7 +107,11 @@ def test_a_forked_trial_gets_its_slots_environment_threads_session_and_log(tmp_p
     probe.write_text(PROBE)
     sweep = sweep_file(tmp_path / "probe.yaml", {"seed": {"values": [1, 2, 3]}}, program=str(probe))
     env = {key: value for key, value in script_env(MARKER="launcher").items() if key != "OMP_NUM_THREADS"}
-    result = subprocess.run(launcher_command(sweep, tmp_path / "sweep", "--gpus", "5,7"), env=env,
+    # The slots' GPUs as a shared node gives them: two visible GPUs behind CUDA_VISIBLE_DEVICES=5,7. The
+    # launcher counts them with torch (mlplab.sweep.slots.visible_gpu_count), told 2 here on any machine.
+    env["CUDA_VISIBLE_DEVICES"] = "5,7"
+    command = [sys.executable, "-c", TWO_VISIBLE_GPUS, *launcher_command(sweep, tmp_path / "sweep", "--gpus", "0,1")[3:]]
+    result = subprocess.run(command, env=env,
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]  # seeds 2 and 3 failed
     assert "trials start forked" in result.stdout

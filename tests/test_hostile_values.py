@@ -60,7 +60,7 @@ def composed(group: str, option: str) -> DictConfig:
 def test_a_hostile_value_of_any_key_is_refused_in_one_line_or_accepted(case, value):
     group, option, key = case
     cfg = copy.deepcopy(composed(group, option))
-    OmegaConf.update(cfg, key, value, force_add=True)
+    OmegaConf.update(cfg, key, value, merge=False, force_add=True)
     try:
         check_config(cfg)
     except ConfigError as error:

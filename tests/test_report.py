@@ -17,12 +17,14 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import unquote
 
 import pandas as pd
 import pytest
 import yaml
 
 from helpers import coloured_fraction, mnist_root, read_png, run_script
+from mlplab import failures
 from mlplab import runfiles
 from mlplab.report import write_report
 from mlplab.report import html as report_html
@@ -200,7 +202,7 @@ def runs_dir(mnist, tmp_path_factory) -> Path:
     record = {"trial": "failed_trial", "overrides": overrides, "command": [sys.executable, "train.py", *overrides],
               "pid": 1234, "returncode": crashed.result().returncode, "outcome": "failed",
               "started": "2025-01-01T00:00:00+00:00", "ended": "2025-01-01T00:00:09+00:00",
-              "error": runfiles.error_line(root / "failed_trial", "trial.log")}
+              "error": failures.error_line(root / "failed_trial", "trial.log")}
     (root / "failed_trial" / "trial.json").write_text(json.dumps(record))
     shutil.copytree(root / "sweep" / "run0", root / "sweep" / ".previous" / "run0.1")
     return root
@@ -292,14 +294,16 @@ def check_page(page: PageParser, runs_dir: Path) -> None:
     assert failed["failed_trial"][3].startswith("exit 1 · ")
     assert "dropout.p=1.5 is not allowed" in failed["failed_trial"][3]
 
-    assert all(image["src"].startswith("data:image/png;base64,") for image in page.images)
-    alts = [image["alt"] for image in page.images]
-    assert {"test_acc by activation", "test_acc by seed", "learning curves"} <= set(alts)
-    assert len(page.images) >= len(SWEPT) + 1
+    charts = [image for image in page.images if " of sweep/run" not in image["alt"]]
+    assert all(image["src"].startswith("data:image/png;base64,") for image in charts)  # drawn for the page
+    assert {"test_acc by activation", "test_acc by seed", "learning curves"} <= {image["alt"] for image in charts}
+    assert len(charts) >= len(SWEPT) + 1
     saved_figures = [path for name in ("weights.png", "confusion_matrix.png")
                      for path in runs_dir.glob(f"sweep/*/figures/{name}")]
     assert len(saved_figures) == 8  # every run drew both
-    assert sum(" of sweep/run" in alt for alt in alts) == len(saved_figures)
+    # The runs' own figures are linked relative to the page (next to the runs), not embedded.
+    linked = [runs_dir / unquote(image["src"]) for image in page.images if " of sweep/run" in image["alt"]]
+    assert sorted(linked) == sorted(saved_figures)
     assert page.external == []
 
 

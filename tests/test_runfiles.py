@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from pytorch_lightning.loggers import CSVLogger
 
+from mlplab import failures
 from mlplab import resume, runfiles
 from mlplab.guards import RunInterrupted, StopOnSignal
 from mlplab.runinfo import run_info
@@ -45,9 +46,9 @@ def test_status_keeps_its_fields_and_a_vanished_process_reads_as_killed(tmp_path
 
 def test_the_real_error_is_the_last_line_of_error_log_then_of_the_trial_log(tmp_path):
     (tmp_path / "trial.log").write_text("starting\nerror: dropout.p=1.5 is not allowed\n\n")
-    assert runfiles.error_line(tmp_path, "trial.log") == "error: dropout.p=1.5 is not allowed"
+    assert failures.error_line(tmp_path, "trial.log") == "error: dropout.p=1.5 is not allowed"
     (tmp_path / "error.log").write_text("Traceback (most recent call last):\n  ...\nValueError: boom\n")
-    assert runfiles.error_line(tmp_path, "trial.log") == "ValueError: boom"
+    assert failures.error_line(tmp_path, "trial.log") == "ValueError: boom"
 
 
 def test_a_refusal_is_recorded_unless_the_run_recorded_its_own_failure(tmp_path):

@@ -20,6 +20,7 @@ import yaml
 
 from helpers import REPO, compose_config, script_env
 from mlplab.checks import check_config
+from mlplab.overrides import override
 from mlplab.sweep import search
 from mlplab.sweep.__main__ import listed_trials, main
 from mlplab.sweep.composition import check_trials_compose
@@ -97,7 +98,8 @@ def test_sweep_file_expands_and_its_trials_compose(path, tmp_path):
         assert len({tuple(trial.overrides) for trial in trials}) == len(trials)
     assert len({trial.directory for trial in trials}) == len(trials)
     for trial in covering(trials):
-        assert trial.command[0] == sys.executable and trial.command[-1] == f"hydra.run.dir={trial.directory}"
+        assert trial.command[0] == sys.executable
+        assert trial.command[-1] == override("hydra.run.dir", str(trial.directory)) == f"hydra.run.dir='{trial.directory}'"
         check_config(compose_config(*program_arguments(config, trial.command)))
 
 
@@ -309,7 +311,7 @@ def test_bayes_offline_needs_a_count(capsys):
 
 
 def test_slots_pin_gpus_round_robin_and_not_pinned_slots_leave_cuda_visible_devices_alone():
-    pinned = make_slots("0,1", 2, None)
+    pinned = make_slots("0,1", 2, None, visible=["0", "1"])
     assert [slot.gpus for slot in pinned] == ["0", "1", "0", "1"]
     assert slot_env(pinned[1], 4, {"CUDA_VISIBLE_DEVICES": "0,1,2,3"})["CUDA_VISIBLE_DEVICES"] == "1"
     free = make_slots(None, None, 3)

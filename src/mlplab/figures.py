@@ -41,6 +41,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from mlplab.errors import UserError
+from mlplab.overrides import readable_override
 from mlplab.plots import DPI, chapter, run
 from mlplab.runfiles import (CHECKPOINTS_DIR, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, conf_dir,
                              project_root, read_json, write_text)
@@ -120,7 +121,7 @@ def train(training: Training, epochs: int, run_dir: Path) -> Path:
     """Run `train.py OVERRIDES` as a user would, on one thread, with the CSV logger only; return its run directory."""
     root = project_root()
     command = [sys.executable, str(root / "train.py"), *training.overrides, f"trainer.max_epochs={epochs}",
-               f"trainer.log_every_n_steps={GRADIENT_INTERVAL}", "logger=csv", f"hydra.run.dir={run_dir}"]
+               f"trainer.log_every_n_steps={GRADIENT_INTERVAL}", "logger=csv", readable_override("hydra.run.dir", str(run_dir))]
     print(f"training {' '.join(training.overrides)} for {epochs} epochs -> {run_dir}", flush=True)
     environment = {**os.environ, "OMP_NUM_THREADS": str(THREADS), "MKL_NUM_THREADS": str(THREADS)}
     result = subprocess.run(command, cwd=root, env=environment, capture_output=True, text=True)

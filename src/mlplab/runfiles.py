@@ -1,4 +1,4 @@
-"""A run directory's files: their names, JSON read and atomic write, status, log tail, times.
+"""A run directory's files: their names, JSON read and atomic write, status, its one owner, times.
 
 Every module that reads or writes a run's records (train, evaluate, the sweep launcher, the report)
 goes through here, so they agree on names, on one time zone (UTC) and on what a missing or
@@ -208,27 +208,6 @@ def record_refusal(run_dir: str | Path, error: Exception) -> None:
             write_status(run_dir, FAILED, error=str(error), ended=now())
     except UserError:
         pass
-
-
-def log_tail(path: Path, lines: int = 1, max_bytes: int = 8192) -> str:
-    """The last `lines` non-empty lines of a log ('' when it cannot be read)."""
-    try:
-        with Path(path).open("rb") as log:
-            log.seek(max(0, log.seek(0, os.SEEK_END) - max_bytes))
-            found = [line.strip() for line in log.read().decode(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return "\n".join(found[-lines:])
-
-
-def error_line(run_dir: Path, *logs: str) -> str:
-    """A failed run's real error: the last line of its error.log (a traceback ends with it), else of
-    the first of `logs` that says anything."""
-    for name in (ERROR_LOG, *logs):
-        line = log_tail(Path(run_dir) / name)
-        if line:
-            return line
-    return ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 `python -m mlplab.report DIR [--metric test_acc] [--out DIR/report.html]` finds every run directory
 under DIR, loads them into one pandas DataFrame (`runs.py`), groups and formats it (`tables.py`),
-and writes `report.html` (`html.py` through templates/report.html.j2, charts from `mlplab.plots`,
-every image embedded) and `report.md` (`markdown.py`) from the same tables. Runs without a result
+and writes `report.html` (`html.py` through templates/report.html.j2, charts from `mlplab.plots`
+embedded, each run's saved figures linked by their path relative to the page, so the page stays small
+for hundreds of runs) and `report.md` (`markdown.py`) from the same tables. Runs without a result
 (failed, crashed, interrupted, still running) get a table of their own with their real error.
 """
 
@@ -22,6 +23,9 @@ def write_report(root: Path, out: Path, metric: str, minimize: bool | None = Non
     from mlplab.report import html, markdown, tables
     from mlplab.report.runs import load_runs
 
+    if out.suffix.lower() == ".md":
+        raise UserError(f"--out {out}: the Markdown goes next to the HTML page with .md: pass the page's name, "
+                        f"e.g. --out {out.with_suffix('.html')}")
     if not root.is_dir():
         raise UserError(f"DIR={root} is not a directory: pass the folder holding the run directories "
                         "(e.g. outputs/).")
@@ -36,6 +40,6 @@ def write_report(root: Path, out: Path, metric: str, minimize: bool | None = Non
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise UserError(f"--out {out}: cannot create {out.parent}: {error.strerror or error}.") from None
-    write_text(out, html.report_html(root, frame, runs, metric, minimize))
+    write_text(out, html.report_html(root, frame, runs, metric, minimize, page_dir=out.parent))
     markdown_path = write_text(out.with_suffix(".md"), markdown.report_markdown(root, frame, runs, metric, minimize))
     return out, markdown_path, len(runs), len(frame) - len(runs)

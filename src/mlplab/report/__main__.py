@@ -38,6 +38,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a folder under DIR or --out that cannot be read or written
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}: check that DIR is readable and --out writable",
+              file=sys.stderr)
+        return 1
     print(f"{finished} runs, {unfinished} failed or unfinished -> {html_path} and {markdown_path}")
     return 0
 

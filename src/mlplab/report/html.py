@@ -1,11 +1,18 @@
 """The report page: the tables of `tables.py` and the charts of `mlplab.plots`, rendered through the
-Jinja2 template templates/report.html.j2 into one self-contained HTML file (images embedded)."""
+Jinja2 template templates/report.html.j2 into one HTML file.
+
+The charts (one per swept parameter, one of the learning curves) are embedded as data: URIs; the
+figures each run saved (weights, confusion matrix) are linked by their path relative to the page,
+not embedded, so that the page stays a few hundred bytes per run: 200 runs' images embedded made a
+page of ~100 MB that a browser would not open.
+"""
 
 from __future__ import annotations
 
-import base64
 import json
 import math
+import os
+import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,9 +29,9 @@ TEMPLATES = Path(__file__).resolve().parent / "templates"
 TEMPLATE = "report.html.j2"
 
 
-def file_data_uri(path: Path) -> str:
-    """A PNG on disk as a data: URI."""
-    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
+def file_link(path: Path, page_dir: Path) -> str:
+    """The URL of a file relative to the page in `page_dir`, percent-encoded (spaces, #, ?, % in names)."""
+    return urllib.parse.quote(Path(os.path.relpath(path, page_dir)).as_posix(), safe="/")
 
 
 def sort_values(values: Sequence[Any]) -> list[Any]:
@@ -61,11 +68,11 @@ def learning_curves(runs: pd.DataFrame, swept: Sequence[str]) -> str | None:
     return plots.png_data_uri(report_charts.learning_curves_figure(curves, labels, groups))
 
 
-def saved_figures(runs: pd.DataFrame) -> list[tuple[str, list[tuple[str, str]]]]:
-    """(run, [(figure name, data: URI)]) for each run that saved a weight grid or confusion matrix."""
+def saved_figures(runs: pd.DataFrame, page_dir: Path) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(run, [(figure name, link relative to the page)]) for each run that saved a weight grid or confusion matrix."""
     cards = []
     for label, path in zip(runs["label"], runs["path"]):
-        images = [(name, file_data_uri(file)) for name, file in figure_files(Path(path)).items()]
+        images = [(name, file_link(file, page_dir)) for name, file in figure_files(Path(path)).items()]
         if images:
             cards.append((label, images))
     return cards
@@ -78,8 +85,9 @@ def environment(template_dir: Path = TEMPLATES) -> jinja2.Environment:
 
 
 def report_html(root: Path, frame: pd.DataFrame, runs: pd.DataFrame, metric: str, minimize: bool,
-                template_dir: Path = TEMPLATES) -> str:
-    """The whole page. `frame` holds every run, `runs` the finished ones best first."""
+                template_dir: Path = TEMPLATES, page_dir: Path | None = None) -> str:
+    """The whole page, to be saved in `page_dir` (default root). `frame` holds every run, `runs` the
+    finished ones best first."""
     swept = list(frame.attrs["swept"])
     failed = tables.failed_table(frame)
     context: dict[str, Any] = {
@@ -93,6 +101,6 @@ def report_html(root: Path, frame: pd.DataFrame, runs: pd.DataFrame, metric: str
             runs=tables.runs_table(runs, swept, metric), paths=list(runs["path"]),
             summary=summary, config_keys=tables.config_keys(swept), summary_metric=tables.mean_column(metric),
             parameter_charts=parameter_charts(runs, swept, metric), curves=learning_curves(runs, swept),
-            figures=saved_figures(runs),
+            figures=saved_figures(runs, root if page_dir is None else page_dir),
         )
     return environment(template_dir).get_template(TEMPLATE).render(context)

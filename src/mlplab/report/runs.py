@@ -16,16 +16,21 @@ from typing import Any
 import pandas as pd
 import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 
-from mlplab.runfiles import (FIGURES_DIR, FINISHED, HYDRA_DIR, METRICS_CSV, METRICS_FILE, STATUS_FILE,
-                             error_line, read_json, read_status)
+from mlplab.runfiles import (FIGURES_DIR, FINISHED, HYDRA_DIR, KILLED, METRICS_CSV, METRICS_FILE, STATUS_FILE,
+                             read_json, read_status)
 # Where the sweep ran a run, its trial.log holds the run's stderr and so its one-line error; Hydra's
 # train.log holds only logging, never the error, so it is not read.
-from mlplab.sweep.trials import LOG_FILE, TRIAL_FILE
+from mlplab.failures import error_line
+from mlplab.sweep.trials import LOG_FILE, TRIAL_FILE, trial_state
 
 DELETED = "(deleted)"
 NO_RESULT = "no metrics.json"
 UNKNOWN = float("nan")  # a value the run's records do not tell: shown as a dash, never compared
+# What a run without an error line is known to have come to.
+NO_WORD = {NO_RESULT: "train.py crashed, was killed or is still running",
+           KILLED: "its process is gone without a word (killed, or its sweep launcher was)"}
 FIGURE_FILES = {"weights": "weights.png", "confusion matrix": "confusion_matrix.png"}
 
 
@@ -39,9 +44,13 @@ def read_yaml(path: Path) -> Any:
 
 def read_overrides(run_dir: Path) -> dict[str, tuple[Any, str]]:
     """The run's command-line overrides, hydra.* left out: {key: (value parsed by Hydra's grammar, as typed)}."""
-    lines = read_yaml(run_dir / HYDRA_DIR / "overrides.yaml") or []
-    overrides = {}
-    for override in OverridesParser.create().parse_overrides(lines):
+    lines = read_yaml(run_dir / HYDRA_DIR / "overrides.yaml")
+    parser, overrides = OverridesParser.create(), {}
+    for line in lines if isinstance(lines, list) else []:
+        try:
+            override = parser.parse_override(str(line))
+        except HydraException:
+            continue  # a file edited by hand: the line is not one Hydra wrote
         if not override.key_or_group.startswith(("hydra.", "hydra/")):
             value = DELETED if override.is_delete() else override.value()
             overrides[override.key_or_group] = (value, override.input_line)
@@ -107,7 +116,8 @@ def read_run(run_dir: Path, root: Path) -> dict[str, Any] | None:
     if metrics is not None and is_eval_output(metrics):
         return None
     # The launcher knows what a run cannot say of itself: a kill by a signal, a trial that never started.
-    state = record.get("outcome") or status.get("status") or (FINISHED if metrics is not None else NO_RESULT)
+    # Both records say `running` only while the process lives (a killed launcher leaves it): else `killed`.
+    state = trial_state(run_dir, record) or status.get("status") or (FINISHED if metrics is not None else NO_RESULT)
     if state == FINISHED and metrics is None:
         # A metrics.json cut short (still being written, disk full) reads as None too.
         state = "unreadable" if (run_dir / METRICS_FILE).exists() else NO_RESULT
@@ -123,7 +133,7 @@ def read_run(run_dir: Path, root: Path) -> dict[str, Any] | None:
     returncode = record.get("returncode", status.get("returncode"))
     parts = [f"exit {returncode}" if returncode is not None else "",
              reported if reported not in real_error else "",
-             real_error or ("train.py crashed, was killed or is still running" if state == NO_RESULT else "")]
+             real_error or NO_WORD.get(state, "")]
     row["detail"] = " ".join(" · ".join(part for part in parts if part).split())
     return row
 

@@ -11,17 +11,20 @@ Exit status: 0 when no trial failed, 1 when one did, 2 for a bad file or option,
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from mlplab import runfiles
 from mlplab.errors import UserError
 from mlplab.sweep import search
 from mlplab.sweep.composition import check_trials_compose
 from mlplab.sweep.offline import ListedTrials, StudyTrials, SweepLock, run_offline
 from mlplab.sweep.online import offline_reason, run_online
+from mlplab.sweep.paths import check_sweep_dir, make_run_root
 from mlplab.sweep.slots import make_slots
 from mlplab.sweep.spec import (SweepError, Trial, default_sweep_dir, grid_assignments, load_sweep, make_trial,
                                program_arguments, resolve_program_root)
@@ -46,6 +49,12 @@ def seconds(text: str) -> float:
     return value
 
 
+def folder(text: str) -> Path:
+    if not text.strip():  # Path("") would be the current folder
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a folder path, e.g. outputs/sweeps/mine")
+    return Path(text)
+
+
 class OneLineErrors(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
@@ -68,7 +77,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("file", type=Path, help="the sweep yaml, e.g. sweeps/activations.yaml")
     slots = parser.add_argument_group("slots (one agent or trial at a time each)")
-    slots.add_argument("--gpus", help="GPU ids to pin slots to, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES per slot)")
+    slots.add_argument("--gpus", help="GPUs to pin slots to, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES per slot): "
+                                      "indices of the GPUs this launcher sees, so with CUDA_VISIBLE_DEVICES=2,3 "
+                                      "set, --gpus 0,1 means physical GPUs 2 and 3; a GPU not visible is refused")
     slots.add_argument("--agents-per-gpu", type=positive_int, help="slots per GPU with --gpus (default 1)")
     slots.add_argument("--agents", type=positive_int,
                        help="slots not pinned: CUDA_VISIBLE_DEVICES is left as it is, so each sees what the "
@@ -83,7 +94,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true",
                         help="compose every trial, print the command lines and exit")
     parser.add_argument("--seed", type=int, default=0, help="seed of the offline random draws and TPE (default 0)")
-    parser.add_argument("--sweep-dir", type=Path,
+    parser.add_argument("--sweep-dir", type=folder,
                         help="where the trial dirs (and the bayes study) go "
                              "(default <program root>/outputs/sweeps/<file stem>-<hash of the file>)")
     parser.add_argument("--program-root", type=Path,
@@ -106,7 +117,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def listed_trials(config: dict[str, Any], sweep_dir: Path, count: int | None, seed: int) -> list[Trial]:
     """The trials of a grid (at most `count`) or random sweep (`count` seeded draws)."""
     if config["method"] == "grid":
-        assignments = grid_assignments(config["parameters"])[:count]
+        assignments = grid_assignments(config["parameters"], count)
     elif count:
         assignments = search.random_assignments(config["parameters"], count, seed)
     else:
@@ -135,42 +146,62 @@ def print_dry_run(config: dict[str, Any], trials: list[Trial], program_root: Pat
         print(shlex.join(trial.command))
 
 
+def chosen_sweep_dir(option: Path | None, sweep_file: Path, program_root: Path) -> Path:
+    """--sweep-dir (absolute) or the default one, checked: a path the OS cannot hold stops here."""
+    sweep_dir = Path(os.path.abspath(option or default_sweep_dir(sweep_file, program_root)))
+    check_sweep_dir(sweep_dir)
+    # The real path: a trial's liveness is read from where its process writes (/proc/<pid>/fd).
+    return sweep_dir.resolve()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        config = load_sweep(args.file)
-        slots = make_slots(args.gpus, args.agents_per_gpu, args.agents)
-        program_root = resolve_program_root(args.file, config["program"], args.program_root)
-        reason = "--dry-run" if args.dry_run else offline_reason(args.offline)
-        if reason is None:
-            return run_online(config, args.file, slots, program_root, project=args.project, entity=args.entity,
-                              sweep_id=args.sweep_id, sweep_dir=args.sweep_dir, count=args.count,
-                              stagger=args.stagger, grace=args.grace)
-        sweep_dir = (args.sweep_dir or default_sweep_dir(args.file, program_root)).resolve()
-        if config["method"] == "bayes":
-            if not args.count:
-                raise SweepError("method bayes draws trials: say how many in all with --count, e.g. --count 20")
-            search.metric_key(config["metric"]["name"])  # fail before anything runs
-            trials = []
-        else:
-            trials = listed_trials(config, sweep_dir, args.count, args.seed)
-        composed = check_trials_compose(program_root / "conf", args.file,
-                                        overrides_to_compose(config, sweep_dir, trials))
-        if args.dry_run:
-            print_dry_run(config, trials, program_root, sweep_dir, args.count)
-            print(f"# {composed} distinct trial configs compose with Hydra")
-            return 0
-        print(f"offline ({reason}): {config['method']} sweep {args.file}", flush=True)
-        with SweepLock(sweep_dir):
-            # The dir name is a hash: keep the file it came from next to the trials.
-            (sweep_dir / "sweep.yaml").write_bytes(args.file.read_bytes())
-            source = (StudyTrials(config, sweep_dir, args.count, args.seed) if config["method"] == "bayes"
-                      else ListedTrials(trials))
-            return run_offline(source, slots, sweep_dir, program_root, args.stagger, args.grace, args.allow_failures,
-                               TrialStarter(args.fresh_processes))
+        return run(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a folder or file the launcher needs cannot be read or written
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}: check that the path exists and is writable, "
+              "and that its disk has room", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """The launcher behind main(), which turns its errors into one line."""
+    config = load_sweep(args.file)
+    slots = make_slots(args.gpus, args.agents_per_gpu, args.agents)
+    program_root = resolve_program_root(args.file, config["program"], args.program_root)
+    reason = "--dry-run" if args.dry_run else offline_reason(args.offline)
+    if reason is None:
+        log_dir = chosen_sweep_dir(args.sweep_dir, args.file, program_root) if args.sweep_dir else None
+        return run_online(config, args.file, slots, program_root, project=args.project, entity=args.entity,
+                          sweep_id=args.sweep_id, sweep_dir=log_dir, count=args.count,
+                          stagger=args.stagger, grace=args.grace)
+    sweep_dir = chosen_sweep_dir(args.sweep_dir, args.file, program_root)
+    if config["method"] == "bayes":
+        if not args.count:
+            raise SweepError("method bayes draws trials: say how many in all with --count, e.g. --count 20")
+        search.metric_key(config["metric"]["name"])  # fail before anything runs
+        trials = []
+    else:
+        trials = listed_trials(config, sweep_dir, args.count, args.seed)
+    composed = check_trials_compose(program_root / "conf", args.file,
+                                    overrides_to_compose(config, sweep_dir, trials))
+    if args.dry_run:
+        print_dry_run(config, trials, program_root, sweep_dir, args.count)
+        print(f"# {composed} distinct trial configs compose with Hydra")
+        return 0
+    print(f"offline ({reason}): {config['method']} sweep {args.file}", flush=True)
+    with SweepLock(sweep_dir):
+        make_run_root(sweep_dir)
+        # The dir name is a hash: keep the file it came from next to the trials.
+        runfiles.write_text(sweep_dir / "sweep.yaml", args.file.read_text())
+        source = (StudyTrials(config, sweep_dir, args.count, args.seed) if config["method"] == "bayes"
+                  else ListedTrials(trials))
+        return run_offline(source, slots, sweep_dir, program_root, args.stagger, args.grace, args.allow_failures,
+                           TrialStarter(args.fresh_processes))
 
 
 if __name__ == "__main__":

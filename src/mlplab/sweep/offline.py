@@ -20,6 +20,7 @@ from typing import Any
 import optuna
 
 from mlplab import runfiles
+from mlplab.errors import UserError
 from mlplab.sweep import search
 from mlplab.sweep.processes import StopSignals, end_groups
 from mlplab.sweep.slots import Slot
@@ -124,7 +125,7 @@ class SweepLock:
 
     def __init__(self, sweep_dir: Path) -> None:
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self._file = (sweep_dir / LOCK_FILE).open("w")
+        self._file = (sweep_dir / LOCK_FILE).open("a")  # "a": never empties a file that is not ours
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -149,41 +150,54 @@ def report(running: RunningTrial, outcome: str, note: str | None) -> None:
 
 def run_trials(source: ListedTrials | StudyTrials, slots: list[Slot], cwd: Path, stagger: float,
                grace: float, starter: TrialStarter) -> tuple[dict[str, str], StopSignals]:
-    """Run the source's trials on the slots until none is left or a signal stops the launcher."""
+    """Run the source's trials on the slots until none is left or a signal stops the launcher.
+
+    A file the launcher cannot write on the way (a full disk, a folder made read-only) stops it as a
+    signal would, the running trials interrupted, and is then raised as one SweepError line."""
     outcomes: dict[str, str] = {}
     running: dict[int, RunningTrial] = {}
     exhausted = False
+    problem: str | None = None
     with StopSignals() as stop:  # also over the imports: a stop then starts nothing
-        if source.any_to_run():
-            starter.warm_up()
-        first_start = {slot.index: time.monotonic() + slot.index * stagger for slot in slots}
-        while not stop.stopping and (running or not exhausted):
-            for slot in slots:
-                if exhausted or stop.stopping or slot.index in running or time.monotonic() < first_start[slot.index]:
-                    continue
-                trial = source.next_trial()
-                if trial is None:
-                    exhausted = True
-                    break
-                running[slot.index] = started = start_trial(trial, slot, len(slots), cwd, starter)
-                resumed = " (continued from its checkpoint)" if started.record["resumed"] else ""
-                print(f"[slot {slot.index}] started {trial.trial_id}{resumed}: {shlex.join(trial.overrides)}",
-                      flush=True)
-            for index, trial_run in list(running.items()):
-                if trial_run.process is None or trial_run.process.poll() is not None:
-                    del running[index]
-                    outcome = finish_trial(trial_run, ended_by_launcher=False)
-                    outcomes[trial_run.trial.trial_id] = outcome
-                    report(trial_run, outcome, source.record(trial_run.trial, outcome))
-            time.sleep(0.1)
-        if stop.stopping and running:
-            print(f"stopping ({', '.join(map(signal_name, stop.received))}): SIGTERM to {len(running)} running "
-                  f"trial(s), SIGKILL after {grace:g} s", flush=True)
+        try:
+            if source.any_to_run():
+                starter.warm_up()
+            first_start = {slot.index: time.monotonic() + slot.index * stagger for slot in slots}
+            while not stop.stopping and (running or not exhausted):
+                for slot in slots:
+                    waiting = time.monotonic() < first_start[slot.index]
+                    if exhausted or stop.stopping or slot.index in running or waiting:
+                        continue
+                    trial = source.next_trial()
+                    if trial is None:
+                        exhausted = True
+                        break
+                    running[slot.index] = started = start_trial(trial, slot, len(slots), cwd, starter)
+                    resumed = " (continued from its checkpoint)" if started.record["resumed"] else ""
+                    print(f"[slot {slot.index}] started {trial.trial_id}{resumed}: {shlex.join(trial.overrides)}",
+                          flush=True)
+                for index, trial_run in list(running.items()):
+                    if trial_run.process is None or trial_run.process.poll() is not None:
+                        del running[index]
+                        outcome = finish_trial(trial_run, ended_by_launcher=False)
+                        outcomes[trial_run.trial.trial_id] = outcome
+                        report(trial_run, outcome, source.record(trial_run.trial, outcome))
+                time.sleep(0.1)
+        except (UserError, OSError) as error:
+            problem = str(error) if isinstance(error, UserError) else f"{error.strerror or error}: {error.filename}"
+        if (stop.stopping or problem) and running:
+            why = ", ".join(map(signal_name, stop.received)) or problem
+            print(f"stopping ({why}): SIGTERM to {len(running)} running trial(s), SIGKILL after {grace:g} s", flush=True)
             end_groups([trial_run.process for trial_run in running.values() if trial_run.process], grace, stop)
             for trial_run in running.values():
-                outcome = finish_trial(trial_run, ended_by_launcher=True)
+                try:
+                    outcome = finish_trial(trial_run, ended_by_launcher=True)
+                    report(trial_run, outcome, source.record(trial_run.trial, outcome))
+                except (UserError, OSError):
+                    outcome = INTERRUPTED  # its record could not be written: a rerun sees `running`, then gone
                 outcomes[trial_run.trial.trial_id] = outcome
-                report(trial_run, outcome, source.record(trial_run.trial, outcome))
+    if problem:
+        raise SweepError(f"the sweep stopped: {problem}")
     return outcomes, stop
 
 

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mlplab.failures import error_in_text, read_tail
 from mlplab.sweep.processes import StopSignals, end_groups, start_process
 from mlplab.sweep.slots import Slot, slot_env
 from mlplab.sweep.spec import SweepError, default_sweep_dir
@@ -76,14 +77,36 @@ def run_online(config: dict[str, Any], sweep_file: Path, slots: list[Slot], prog
             env = slot_env(slot, len(slots))
             # The agent runs `python <program>`: put this interpreter first on PATH so that is ours.
             env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
-            with (log_dir / f"agent-{slot.index}.log").open("a") as log:
+            with agent_log(log_dir, slot.index).open("a") as log:
                 agents[slot.index] = start_process(command, env, program_root, log)
             print(f"[slot {slot.index}] agent pid {agents[slot.index].pid}, "
                   f"CUDA_VISIBLE_DEVICES={env.get('CUDA_VISIBLE_DEVICES', '(not set)')}", flush=True)
+        reported: set[int] = set()
         while not stop.stopping and any(agent.poll() is None for agent in agents.values()):
+            report_ended_agents(agents, reported, log_dir)
             time.sleep(0.2)
         if stop.stopping:
             end_groups(agents.values(), grace + AGENT_MARGIN, stop)
+        else:
+            report_ended_agents(agents, reported, log_dir)
     if stop.exit_code() is not None:
         return stop.exit_code()
     return max((abs(agent.returncode or 0) for agent in agents.values()), default=0)
+
+
+def agent_log(log_dir: Path, slot: int) -> Path:
+    return log_dir / f"agent-{slot}.log"
+
+
+def report_ended_agents(agents: dict[int, Any], reported: set[int], log_dir: Path) -> None:
+    """One line for each agent that ended since the last call: a failure with its own error from its log."""
+    for slot, agent in agents.items():
+        if slot in reported or agent.poll() is None:
+            continue
+        reported.add(slot)
+        log = agent_log(log_dir, slot)
+        if agent.returncode == 0:
+            print(f"[slot {slot}] agent done (log {log})", flush=True)
+        else:
+            reason = error_in_text(read_tail(log)) or "it wrote nothing"
+            print(f"[slot {slot}] agent failed (exit {agent.returncode}): {reason} (log {log})", flush=True)

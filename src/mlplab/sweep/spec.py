@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -20,14 +21,22 @@ from typing import Any
 import yaml
 
 from mlplab.errors import UserError
+from mlplab.overrides import override
 
 METHODS = ("grid", "random", "bayes")
+GRID_LIMIT = 100_000  # trials of a grid listed without --count
 GOALS = ("minimize", "maximize")
 # wandb's sweep schema: a parameter name is what its server accepts as a key.
 PARAMETER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
 # The macros that hand the parameters over as Hydra overrides (key=value, +key=value, ++key=value);
 # wandb's default `${args}` gives --key=value, which Hydra rejects.
 HYDRA_ARG_MACROS = ("${args_no_hyphens}", "${args_append_hydra}", "${args_override_hydra}")
+# Every macro `wandb agent` fills in (wandb/wandb_agent.py, wandb/sdk/launch/sweeps/utils.py); any
+# other `${name}` element it drops without a word, so a typo would silently lose an argument.
+AGENT_MACROS = ("env", "interpreter", "program", "args", "args_no_equals", "args_no_hyphens", "args_no_boolean_flags",
+                "args_json", "args_json_file", "args_dict", "args_append_hydra", "args_override_hydra")
+# `${args_json_file}`: the file, in the trial's dir, holding `${args_json}` (the values as one JSON object).
+ARGS_JSON_FILE = "args.json"
 # Each distribution wandb defines and this launcher can draw from: (keys it needs, keys it may have).
 DISTRIBUTION_KEYS: dict[str, tuple[set[str], set[str]]] = {
     "constant": ({"value"}, set()),
@@ -56,6 +65,9 @@ def load_sweep(path: Path) -> dict[str, Any]:
         config = yaml.safe_load(Path(path).read_text())
     except OSError as error:
         raise SweepError(f"cannot read the sweep file {path}: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise SweepError(f"{path} is not a text file (byte {error.start} is not UTF-8): pass the sweep's "
+                         "yaml") from None
     except yaml.YAMLError as error:
         raise SweepError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     validate_sweep(config, path)
@@ -88,6 +100,11 @@ def validate_sweep(config: Any, path: Path | str = "sweep file") -> None:
     if not isinstance(command, list) or "${program}" not in command:
         raise SweepError(f"{path}: command={command!r} is not allowed: a list like "
                          "[${env}, ${interpreter}, ${program}, trainer.max_epochs=10, ${args_no_hyphens}]")
+    for part in command:
+        macro = str(part)[2:-1] if str(part).startswith("${") and str(part).endswith("}") else None
+        if macro is not None and macro not in AGENT_MACROS and not macro.startswith("envvar:"):
+            raise SweepError(f"{path}: command element {part!r} is not a macro wandb's agent fills in (it would drop "
+                             f"it): one of {', '.join('${' + name + '}' for name in AGENT_MACROS)}")
     if not any(macro in command for macro in HYDRA_ARG_MACROS):
         raise SweepError(f"{path}: the command passes no parameters Hydra can read: end it with ${{args_no_hyphens}} "
                          "(wandb's default ${args} gives --key=value, which Hydra rejects)")
@@ -170,11 +187,17 @@ def _validate_bounds(where: str, distribution: str, spec: dict[str, Any]) -> Non
 # Trials: parameter assignments and the command line of each
 
 
-def grid_assignments(parameters: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    """Every combination of the parameters' values, in file order (the last parameter varies fastest)."""
+def grid_assignments(parameters: dict[str, dict[str, Any]], count: int | None = None) -> list[dict[str, Any]]:
+    """Every combination of the parameters' values (the first `count`), in file order (the last parameter
+    varies fastest). A grid too large to list is refused unless `count` bounds it."""
     names = list(parameters)
     choices = [[spec["value"]] if "value" in spec else spec["values"] for spec in parameters.values()]
-    return [dict(zip(names, combination)) for combination in itertools.product(*choices)]
+    size = math.prod(len(values) for values in choices)
+    if count is None and size > GRID_LIMIT:
+        raise SweepError(f"the grid has {size} trials, more than the {GRID_LIMIT} the launcher lists and composes "
+                         "up front: run the first ones with --count N, or use method: random")
+    combinations = itertools.islice(itertools.product(*choices), count)
+    return [dict(zip(names, combination)) for combination in combinations]
 
 
 def shown_overrides(assignment: dict[str, Any]) -> list[str]:
@@ -182,32 +205,46 @@ def shown_overrides(assignment: dict[str, Any]) -> list[str]:
     return [f"{name}={value}" for name, value in assignment.items()]
 
 
-def command_line(config: dict[str, Any], assignment: dict[str, Any], run_dir: Path) -> list[str]:
+def agent_macros(assignment: dict[str, Any]) -> dict[str, Any]:
+    """wandb's own macro values, so that an offline trial gets the arguments an online one gets."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
+    return create_sweep_command_args({"args": {name: {"value": value} for name, value in assignment.items()}})
+
+
+def command_line(config: dict[str, Any], assignment: dict[str, Any], run_dir: Path,
+                 args_file: Path | None = None) -> list[str]:
     """The file's `command:` with the macros filled in as `wandb agent` fills them, plus the run dir.
 
     `${env}` becomes nothing (the agent's /usr/bin/env only finds the interpreter on PATH) and
     `${interpreter}` this Python. `${program}` stays as written: trials run in the program root.
+    `${args_json_file}` is `args_file`, which the launcher writes before the trial starts. The run
+    dir is quoted for Hydra's grammar, so any path arrives as it is.
     """
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command, create_sweep_command_args
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command
 
-    # wandb's own macro values, so that an offline trial gets the arguments an online one gets.
-    macros: dict[str, list[str]] = create_sweep_command_args(
-        {"args": {name: {"value": value} for name, value in assignment.items()}}
-    )
-    macros |= {"env": [], "interpreter": [sys.executable], "program": [config["program"]]}
+    macros = agent_macros(assignment)
+    macros |= {"env": [], "interpreter": [sys.executable], "program": [config["program"]],
+               "args_json_file": [str(args_file)] if args_file else []}
     command: list[str] = []
     for chunk in create_sweep_command([str(part) for part in config["command"]]):
         if chunk.startswith("${") and chunk.endswith("}"):
             command += [str(part) for part in macros.get(chunk[2:-1], [])]
         else:
             command.append(chunk)
-    return [*command, f"hydra.run.dir={run_dir}"]
+    return [*command, override("hydra.run.dir", str(run_dir))]
+
+
+def uses_args_json_file(config: dict[str, Any]) -> bool:
+    return "${args_json_file}" in [str(part) for part in config["command"]]
 
 
 def program_arguments(config: dict[str, Any], command: list[str]) -> list[str]:
     """The Hydra overrides a trial's command hands its program (what follows the program's path)."""
     arguments = command[command.index(config["program"]) + 1:]
-    return [argument for argument in arguments if not argument.lstrip("+").startswith(("hydra.", "-"))]
+    # `${args_json_file}`'s path is the program's to read, not an override.
+    return [argument for argument in arguments if not argument.lstrip("+").startswith(("hydra.", "-"))
+            and not (Path(argument).is_absolute() and Path(argument).name == ARGS_JSON_FILE)]
 
 
 def trial_id(index: int, assignment: dict[str, Any]) -> str:
@@ -224,12 +261,20 @@ class Trial:
     overrides: list[str]
     command: list[str]
     directory: Path
+    run_dir: Path  # the directory as the trial's overrides name it (see paths.run_root)
+    args_json: str | None = None  # what `${args_json_file}` holds, where the command names it
     number: int | None = None  # the Optuna trial number, for a bayes sweep
 
 
 def make_trial(config: dict[str, Any], sweep_dir: Path, index: int, assignment: dict[str, Any]) -> Trial:
-    directory = sweep_dir / trial_id(index, assignment)
-    return Trial(directory.name, shown_overrides(assignment), command_line(config, assignment, directory), directory)
+    from mlplab.sweep.paths import run_root  # paths needs SweepError from here
+
+    name = trial_id(index, assignment)
+    run_dir = run_root(sweep_dir) / name
+    args_file = run_dir / ARGS_JSON_FILE if uses_args_json_file(config) else None
+    args_json = agent_macros(assignment)["args_json"][0] if args_file else None
+    return Trial(name, shown_overrides(assignment), command_line(config, assignment, run_dir, args_file),
+                 sweep_dir / name, run_dir, args_json)
 
 
 def default_sweep_dir(sweep_file: Path, program_root: Path, suffix: str | None = None) -> Path:

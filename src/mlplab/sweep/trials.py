@@ -12,22 +12,25 @@ in the same directory. Neither writes the other's file. The outcome rules:
 On a rerun a finished trial is skipped; an interrupted one continues from its own checkpoint
 (`resume=<trial dir>`) when it has one, and everything else is set aside to <sweep dir>/.previous/
 and started over. A record that says `running` whose process is gone was left by a killed launcher:
-that trial was interrupted.
+the report shows that trial as killed, and a rerun continues it as interrupted.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from mlplab import runfiles
-from mlplab.runfiles import FAILED, FINISHED, INTERRUPTED, RUNNING
+from mlplab.overrides import override
+from mlplab.runfiles import FAILED, FINISHED, INTERRUPTED, KILLED, RUNNING
+from mlplab.failures import error_line
 from mlplab.sweep.slots import Slot, slot_env
-from mlplab.sweep.spec import SweepError, Trial
+from mlplab.sweep.spec import ARGS_JSON_FILE, SweepError, Trial
 from mlplab.sweep.warm import ForkedProcess, TrialStarter
 
 CRASHED = "crashed"
@@ -55,22 +58,36 @@ def write_record(directory: Path, record: dict[str, Any]) -> None:
     runfiles.write_json(directory / TRIAL_FILE, record)
 
 
-def recorded_outcome(directory: Path) -> str | None:
-    """What the last attempt came to; None when the trial never started."""
-    record = read_record(directory)
+def trial_state(directory: Path, record: dict[str, Any] | None = None) -> str | None:
+    """The outcome trial.json records, except that a `running` trial whose process is gone (its launcher
+    was killed, and it with it) is `killed`, as runfiles.read_status says of a run; None: never started.
+
+    Liveness is only knowable on the host that started the trial; elsewhere `running` stays."""
+    record = read_record(directory) if record is None else record
     outcome = record.get("outcome")
-    if outcome != RUNNING:
+    if outcome != RUNNING or record.get("host", socket.gethostname()) != socket.gethostname():
         return outcome
     pid = record.get("pid")
-    if pid and trial_alive(pid, directory):
-        raise SweepError(f"trial {directory.name} is still running (pid {pid}) from a launcher that was killed: "
-                         f"end it with `kill -- -{pid}` or let it finish, then rerun")
-    return INTERRUPTED  # its launcher was killed, and the trial with it
+    return RUNNING if isinstance(pid, int) and trial_alive(pid, directory) else KILLED
+
+
+def recorded_outcome(directory: Path) -> str | None:
+    """What the last attempt came to, for a rerun: a killed trial was interrupted; None when it never started."""
+    state = trial_state(directory)
+    if state == RUNNING:
+        pid = read_record(directory).get("pid")
+        if isinstance(pid, int):
+            raise SweepError(f"trial {directory.name} is still running (pid {pid}) from a launcher that was killed: "
+                             f"end it with `kill -- -{pid}` or let it finish, then rerun")
+        return INTERRUPTED  # recorded on another host: its process cannot be seen from here
+    return INTERRUPTED if state == KILLED else state
 
 
 def trial_alive(pid: int, directory: Path) -> bool:
     """Whether process `pid` is this trial's: a fresh one names the trial dir on its command line, a forked
     one (whose command line is the launcher's) writes to the trial's log."""
+    if pid <= 0:
+        return False  # os.kill(0 or -n) would signal process groups
     if runfiles.process_alive(pid, marker=str(directory)):
         return True
     try:
@@ -109,14 +126,16 @@ def start_trial(trial: Trial, slot: Slot, slot_count: int, cwd: Path, starter: T
     command = trial.command
     resumed = recorded_outcome(trial.directory) == INTERRUPTED and resumable(trial.directory)
     if resumed:
-        command = [*command, f"resume={trial.directory}"]
+        command = [*command, override("resume", str(trial.run_dir))]
     else:
         set_aside(trial.directory)
         trial.directory.mkdir(parents=True)
+    if trial.args_json is not None:  # what `${args_json_file}` names, as wandb's agent writes it
+        runfiles.write_text(trial.directory / ARGS_JSON_FILE, trial.args_json)
     env = slot_env(slot, slot_count)
     record: dict[str, Any] = {
         "trial": trial.trial_id, "overrides": trial.overrides, "command": command, "resumed": resumed,
-        "slot": slot.index, "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
+        "slot": slot.index, "host": socket.gethostname(), "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
         "omp_num_threads": env.get("OMP_NUM_THREADS"), "pid": None, "returncode": None, "outcome": RUNNING,
         "started": runfiles.now(), "ended": None,
     }
@@ -152,4 +171,4 @@ def finish_trial(running: RunningTrial, ended_by_launcher: bool) -> str:
 def failure_reason(directory: Path, returncode: int | None, run_status: str | None) -> str:
     if returncode == 0:
         return f"exited 0 but its status.json says {run_status or 'nothing (no status.json)'}"
-    return runfiles.error_line(directory, LOG_FILE)
+    return error_line(directory, LOG_FILE)
