@@ -214,9 +214,9 @@ def run_report(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def report(runs_dir) -> Path:
-    result = run_report(str(runs_dir))
+    result = run_report(str(runs_dir), "--smoke")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "4 runs, 3 failed or unfinished" in result.stdout
+    assert "4 runs, 3 failed, unfinished or smoke checks" in result.stdout
     return runs_dir / "report.html"
 
 
@@ -318,7 +318,7 @@ def test_report_writes_html_and_markdown_with_one_row_per_run(report, runs_dir):
 
 @pytest.mark.slow
 def test_report_ranks_losses_lowest_first_into_out(runs_dir, tmp_path):
-    result = run_report(str(runs_dir), "--metric", "test_loss", "--out", str(tmp_path / "loss.html"))
+    result = run_report(str(runs_dir), "--smoke", "--metric", "test_loss", "--out", str(tmp_path / "loss.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     header, *rows = parse((tmp_path / "loss.html").read_text()).rows["runs"]
     losses = [float(row[header.index("test_loss")]) for row in rows]
@@ -327,7 +327,7 @@ def test_report_ranks_losses_lowest_first_into_out(runs_dir, tmp_path):
 
 @pytest.mark.slow
 def test_report_errors_name_the_problem(runs_dir, tmp_path):
-    unknown_metric = run_report(str(runs_dir), "--metric", "f1", "--out", str(tmp_path / "x.html"))
+    unknown_metric = run_report(str(runs_dir), "--smoke", "--metric", "f1", "--out", str(tmp_path / "x.html"))
     assert unknown_metric.returncode == 1
     assert "--metric f1" in unknown_metric.stderr and "test_acc" in unknown_metric.stderr
     empty = run_report(str(tmp_path))
@@ -378,3 +378,12 @@ def test_activation_statistics_come_from_the_last_epoch_or_not_at_all(tmp_path):
     assert final_statistics(tmp_path, 2) == {}
     (tmp_path / "csv" / "metrics.csv").write_text(rows[: rows.index("1,20")] + "1,20,1.5e-")  # cut inside a number
     assert final_statistics(tmp_path, 2) == {}
+
+
+@pytest.mark.slow
+def test_smoke_checks_are_listed_as_such_and_never_ranked_unless_asked(runs_dir):
+    frame = load_runs(runs_dir)
+    smoke = frame[frame["status"] == "smoke check"]
+    assert len(smoke) == 4 and all(detail.startswith("smoke check only: trainer.limit_train_batches=20")
+                                   for detail in smoke["detail"])
+    assert (load_runs(runs_dir, smoke=True)["status"] == "finished").sum() == 4

@@ -29,8 +29,8 @@ from mlplab.overrides import override
 from mlplab.report.__main__ import main as report_main
 from mlplab.report.runs import load_runs
 from mlplab.sweep import offline, online, slots, trials
-from mlplab.sweep.__main__ import main
 from mlplab.failures import error_in_text
+from mlplab.sweep.__main__ import main
 from mlplab.sweep.paths import INTERPOLATION_START, run_root
 from mlplab.sweep.spec import SweepError, load_sweep, make_trial
 
@@ -450,9 +450,41 @@ def test_a_real_trial_finishes_in_a_sweep_dir_named_with_every_grammar_character
         assert record["outcome"] == "finished" and record["run_status"] == "finished"
         trial_dir = sweep_dir / record["trial"]
         assert 0 < json.loads((trial_dir / "metrics.json").read_text())["test_acc"] <= 1
-        report = subprocess.run([sys.executable, "-m", "mlplab.report", str(sweep_dir)], env=script_env(),
+        report = subprocess.run([sys.executable, "-m", "mlplab.report", str(sweep_dir), "--smoke"], env=script_env(),
                                 capture_output=True, text=True, timeout=300)
         assert report.returncode == 0 and "1 runs, 0 failed" in report.stdout, report.stderr
         page = (sweep_dir / "report.html").read_text()
         links = [part.split('"')[0] for part in page.split('<img src="')[1:] if not part.startswith("data:")]
         assert links and all((sweep_dir / unquote(link)).is_file() for link in links)
+
+
+# ---------------------------------------------------------------------------------------------
+# A sweep file cannot make Hydra or a trial build code
+
+
+@pytest.mark.parametrize("key, value", [
+    ("hydra.callbacks.evil._target_", "builtins.open"),
+    ("+hydra.callbacks.evil._target_", "os.system"),
+    ("hydra.job_logging.handlers.console.class", "os.system"),
+    ("hydra.job.env_set.LD_PRELOAD", "/tmp/evil.so"),
+    ("hydra.launcher._target_", "subprocess.Popen"),
+    ("activation._target_", "builtins.exec"),
+    ("norm._target_", "torch.nn.ReLU"),
+])
+@pytest.mark.parametrize("where", ["parameters", "command"])
+def test_a_sweep_file_naming_code_is_refused_before_any_trial(tmp_path, capsys, key, value, where):
+    config = {"program": "train.py", "method": "grid", "metric": {"name": "val/acc", "goal": "maximize"},
+              "parameters": {"seed": {"values": [1]}},
+              "command": ["${env}", "${interpreter}", "${program}", "+experiment=smoke", "${args_no_hyphens}"]}
+    if where == "parameters":  # a + prefix is refused as a name: wandb's parameter names take none
+        config["parameters"][key] = {"value": value}
+    else:
+        config["command"].insert(3, f"{key}={value}")
+    sweep = tmp_path / "evil.yaml"
+    sweep.write_text(yaml.safe_dump(config))
+    code = main([str(sweep), "--offline", "--dry-run", "--sweep-dir", str(tmp_path / "sweep"),
+                       "--program-root", str(REPO)])
+    assert code == 2
+    line = one_error_line(capsys.readouterr())
+    assert key.lstrip("+").split(".")[0] in line and ("is not allowed" in line or "is refused" in line)
+    assert not (tmp_path / "sweep").exists()

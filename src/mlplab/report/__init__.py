@@ -16,9 +16,11 @@ from mlplab.errors import UserError
 from mlplab.runfiles import write_text
 
 
-def write_report(root: Path, out: Path, metric: str, minimize: bool | None = None) -> tuple[Path, Path, int, int]:
+def write_report(root: Path, out: Path, metric: str, minimize: bool | None = None,
+                 smoke: bool = False) -> tuple[Path, Path, int, int]:
     """Write the HTML report of the runs under root to `out` and the Markdown next to it; return
-    both paths, the number of finished runs and of the others."""
+    both paths, the number of finished runs and of the others. Smoke checks are ranked only with
+    `smoke` (a page from a quick try of the tools)."""
     # Imported here so that `--help` and a wrong DIR answer without loading pandas and matplotlib.
     from mlplab.report import html, markdown, tables
     from mlplab.report.runs import load_runs
@@ -29,7 +31,7 @@ def write_report(root: Path, out: Path, metric: str, minimize: bool | None = Non
     if not root.is_dir():
         raise UserError(f"DIR={root} is not a directory: pass the folder holding the run directories "
                         "(e.g. outputs/).")
-    frame = load_runs(root)
+    frame = load_runs(root, smoke)
     if frame.empty:
         raise UserError(f"no run directories under {root}: none holds a metrics.json, status.json, "
                         "trial.json or .hydra/overrides.yaml. Pass the folder train.py wrote to (hydra.run.dir or outputs/).")

@@ -22,6 +22,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--metric", default="test_acc", help="metrics.json key to rank runs by (default test_acc)")
     parser.add_argument("--out", type=Path,
                         help="HTML file to write (default DIR/report.html); the Markdown table goes next to it (.md)")
+    parser.add_argument("--smoke", action="store_true",
+                        help="rank smoke checks too (runs with fast_dev_run or limit_*_batches, e.g. +experiment=smoke): "
+                             "for a quick try of the tools; by default they are listed as smoke checks, never ranked")
     order = parser.add_mutually_exclusive_group()
     order.add_argument("--lower-is-better", dest="minimize", action="store_true", default=None,
                        help="rank ascending (default: ascending only for losses, errors and seconds)")
@@ -34,7 +37,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     root = args.dir.resolve()
     out = args.out or root / "report.html"
     try:
-        html_path, markdown_path, finished, unfinished = write_report(root, out, args.metric, args.minimize)
+        html_path, markdown_path, finished, unfinished = write_report(root, out, args.metric, args.minimize,
+                                                                   args.smoke)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -43,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error.strerror or error}{where}: check that DIR is readable and --out writable",
               file=sys.stderr)
         return 1
-    print(f"{finished} runs, {unfinished} failed or unfinished -> {html_path} and {markdown_path}")
+    print(f"{finished} runs, {unfinished} failed, unfinished or smoke checks -> {html_path} and {markdown_path}")
     return 0
 
 

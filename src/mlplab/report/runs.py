@@ -27,6 +27,7 @@ from mlplab.sweep.trials import LOG_FILE, TRIAL_FILE, trial_state
 
 DELETED = "(deleted)"
 NO_RESULT = "no metrics.json"
+SMOKE = "smoke check"  # finished, but only a check that the pipeline runs: never ranked
 UNKNOWN = float("nan")  # a value the run's records do not tell: shown as a dash, never compared
 # What a run without an error line is known to have come to.
 NO_WORD = {NO_RESULT: "train.py crashed, was killed or is still running",
@@ -108,7 +109,7 @@ def is_eval_output(metrics: dict[str, Any]) -> bool:
     return "ckpt_path" in metrics and "epochs" not in metrics
 
 
-def read_run(run_dir: Path, root: Path) -> dict[str, Any] | None:
+def read_run(run_dir: Path, root: Path, smoke: bool = False) -> dict[str, Any] | None:
     """One row: status, the real error of a run without a result, scalar metrics; None for eval output."""
     record = read_json(run_dir / TRIAL_FILE) or {}  # the sweep launcher's, where a sweep ran the run
     status = read_status(run_dir)  # train.py's own
@@ -125,6 +126,9 @@ def read_run(run_dir: Path, root: Path) -> dict[str, Any] | None:
     typed = [line for _, line in overrides.values()] or [str(line) for line in record.get("overrides") or []]
     row = {"label": relative_label(run_dir, root), "path": str(run_dir), "status": state,
            "overrides": " ".join(typed), "detail": "", "_overrides": overrides}
+    if state == FINISHED and metrics.get("smoke") and not smoke:
+        # A smoke check (fast_dev_run, limited batches) proves the pipeline runs; its numbers are no result.
+        return {**row, "status": SMOKE, "detail": f"smoke check only: {metrics['smoke']}"}
     if state == FINISHED:
         scalars = {key: value for key, value in metrics.items() if not isinstance(value, (list, dict))}
         return {**final_statistics(run_dir, metrics.get("epochs")), **scalars, **row}  # metrics repeat parameter names (seed, name): the row's own fields win
@@ -190,9 +194,9 @@ def is_seed_key(key: str) -> bool:
     return key == "seed" or key.endswith(".seed")
 
 
-def load_runs(root: Path) -> pd.DataFrame:
+def load_runs(root: Path, smoke: bool = False) -> pd.DataFrame:
     """Every run under root, finished or not, as one DataFrame (see the module docstring)."""
-    rows = [row for run_dir in find_run_dirs(root) if (row := read_run(run_dir, root)) is not None]
+    rows = [row for run_dir in find_run_dirs(root) if (row := read_run(run_dir, root, smoke)) is not None]
     frame = pd.DataFrame(rows, columns=None if rows else ["label", "path", "status", "overrides", "detail",
                                                           "_overrides"])
     return add_params(frame)

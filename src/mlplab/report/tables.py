@@ -179,4 +179,4 @@ def headline(frame: pd.DataFrame, metric: str, minimize: bool) -> str:
     finished = int((frame["status"] == FINISHED).sum())
     better = "lower" if minimize else "higher"
     return (f"{finished} runs sorted by {metric} ({better} is better); "
-            f"{len(frame) - finished} failed or unfinished.")
+            f"{len(frame) - finished} failed, unfinished or smoke checks.")

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mlplab.sweep.spec import SweepError
+from mlplab.targets import check_targets
 
 CONFIG_NAME = "config"
 
@@ -30,9 +31,11 @@ def check_trials_compose(conf_dir: Path, sweep_file: Path | str, override_lists:
     with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3", job_name="sweep"):
         for overrides in distinct:
             try:
-                compose(config_name=CONFIG_NAME, overrides=list(overrides))
+                config = compose(config_name=CONFIG_NAME, overrides=list(overrides))
             except (HydraException, OmegaConfBaseException) as error:
                 reason = " ".join(str(error).split())
                 raise SweepError(f"{sweep_file}: a trial does not compose ({reason}); its overrides: "
                                  f"{shlex.join(overrides)}") from None
+            # What a trial would build, held to conf/'s targets before any trial starts.
+            check_targets(config, f"{sweep_file}: a trial ({shlex.join(overrides)})", conf_dir.resolve())
     return len(distinct)

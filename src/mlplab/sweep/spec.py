@@ -105,9 +105,27 @@ def validate_sweep(config: Any, path: Path | str = "sweep file") -> None:
         if macro is not None and macro not in AGENT_MACROS and not macro.startswith("envvar:"):
             raise SweepError(f"{path}: command element {part!r} is not a macro wandb's agent fills in (it would drop "
                              f"it): one of {', '.join('${' + name + '}' for name in AGENT_MACROS)}")
+    for key in [*parameters, *(str(part).split("=", 1)[0] for part in command if "=" in str(part))]:
+        check_hydra_key(str(key), path)
     if not any(macro in command for macro in HYDRA_ARG_MACROS):
         raise SweepError(f"{path}: the command passes no parameters Hydra can read: end it with ${{args_no_hyphens}} "
                          "(wandb's default ${args} gives --key=value, which Hydra rejects)")
+
+
+# Hydra's own settings a sweep file may set: none of them names something for Hydra to build or run.
+# Callbacks, launchers, sweepers and logging handlers name classes that Hydra (or Python's logging)
+# builds before the program checks anything; environment variables can load code. Choosing an
+# installed option of Hydra's groups (hydra/launcher=submitit_slurm) is not a dotted key and stays open.
+HYDRA_KEYS_ALLOWED = ("hydra.job.chdir", "hydra.job.name", "hydra.verbose")
+
+
+def check_hydra_key(key: str, path: Path | str) -> None:
+    """Refuse a parameter or command override that sets Hydra's own machinery from a file."""
+    bare = key.lstrip("+~")
+    if bare.startswith("hydra.") and bare not in HYDRA_KEYS_ALLOWED:
+        raise SweepError(f"{path}: {key} is not allowed in a sweep file: Hydra builds what hydra.* names before any "
+                         f"check (allowed: {', '.join(HYDRA_KEYS_ALLOWED)}; choose a launcher with "
+                         "hydra/launcher=NAME)")
 
 
 def distribution_of(spec: dict[str, Any]) -> str:
