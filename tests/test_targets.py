@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -172,3 +173,27 @@ def test_a_saved_config_whose_hydra_section_names_code_is_refused_before_hydra_b
                         f"paths.output_root={tmp_path}")
     assert_one_line_error(result, str(saved / "config.yaml"), "hydra.callbacks.evil._target_", "builtins.open")
     assert not victim.exists()
+
+
+@pytest.mark.parametrize("section", [
+    {"job_logging": {"handlers": {"console": {"class": "os.system"}}}},
+    {"hydra_logging": {"root": {"handlers": []}}},
+    {"job": {"env_set": {"LD_PRELOAD": "/tmp/evil.so"}}},
+    {"launcher": {"_target_": "subprocess.Popen"}},
+])
+def test_a_config_files_hydra_section_may_not_set_hydras_machinery(tmp_path, capsys, section):
+    from mlplab.cli import check_config_files
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"seed": 1, "hydra": section}))
+    with pytest.raises(SystemExit):
+        check_config_files(["--config-path", str(tmp_path), "--config-name", "config"])
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("error: ") and "\n" not in line and str(tmp_path / "config.yaml") in line
+
+
+def test_a_config_files_run_dir_and_job_name_pass(tmp_path):
+    from mlplab.cli import check_config_files
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"seed": 1, "hydra": {"run": {"dir": "x"},
+                                                                                "job": {"name": "n"}}}))
+    check_config_files([f"--config-dir={tmp_path}"])

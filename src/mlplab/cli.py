@@ -127,8 +127,34 @@ def check_config_files(argv: list[str]) -> None:
                 continue  # Hydra names an unreadable file itself
             try:
                 check_targets(content, str(path))
+                check_hydra_section(content, path)
             except UserError as error:
                 fail(str(error))
+
+
+# What a config file from elsewhere may set of Hydra's own settings: where runs go and what they are
+# called. Logging handlers (built by Python's logging from their `class`), environment variables,
+# launchers and sweepers could run code before any check; callbacks are held to conf/'s targets.
+HYDRA_SECTION_ALLOWED = ("run", "sweep", "job.chdir", "job.name", "verbose", "output_subdir", "callbacks",
+                         "searchpath", "mode")
+
+
+def check_hydra_section(content: object, path: Path) -> None:
+    from mlplab.errors import ConfigError
+
+    section = content.get("hydra") if isinstance(content, dict) else None
+    for key in _leaf_keys(section) if isinstance(section, dict) else []:
+        if not any(key == allowed or key.startswith(f"{allowed}.") for allowed in HYDRA_SECTION_ALLOWED):
+            raise ConfigError(f"{path}: hydra.{key} is refused: a config file may set only hydra."
+                              f"{{{', '.join(HYDRA_SECTION_ALLOWED)}}} (the rest can make Hydra build or run code)")
+
+
+def _leaf_keys(node: dict, prefix: str = "") -> list[str]:
+    keys = []
+    for name, value in node.items():
+        key = f"{prefix}{name}"
+        keys += _leaf_keys(value, f"{key}.") if isinstance(value, dict) and value else [key]
+    return keys
 
 
 def entry(main: Callable[[], object]) -> None:
