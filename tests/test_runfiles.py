@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pytorch_lightning.loggers import CSVLogger
 
 from mlplab import failures
@@ -110,3 +112,26 @@ def test_the_signal_guard_waits_for_a_safe_point_and_gives_way_to_a_second_signa
     finally:
         stop.uninstall()
     assert signal.getsignal(signal.SIGTERM) is not stop._on_signal
+
+
+def test_a_run_is_named_after_what_was_overridden_leaving_out_where_it_is():
+    overrides = ["+experiment=smoke", "activation=gelu", "model.hidden_sizes=[10,20]", "paths.output_root=/x y",
+                 "resume=/y", "hydra.run.dir=z", "data.root=/d", "++optimizer.lr=1e-3", "logger=csv", "name=n"]
+    assert runfiles.run_name("smoke", overrides) == "smoke+activation-gelu+model.hidden_sizes-10.20+optimizer.lr-1e-3"
+    assert runfiles.run_name("default", []) == "default"
+
+
+@given(st.lists(st.text(min_size=1, max_size=60), max_size=12))
+def test_generated_overrides_give_a_short_name_that_needs_no_quoting(overrides):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    name = runfiles.run_name("default", overrides)
+    assert len(name.encode()) <= runfiles.NAME_BYTES and "/" not in name
+    assert OverridesParser.create().parse_override(f"resume=outputs/12-00-00_{name}").value() == f"outputs/12-00-00_{name}"
+
+
+def test_names_too_long_to_spell_out_stay_apart_by_a_hash():
+    first = [f"model.hidden_sizes=[{','.join(['100'] * 40)}]", "seed=1"]
+    second = [first[0], "seed=2"]
+    assert runfiles.run_name("default", first) != runfiles.run_name("default", second)
+    assert len(runfiles.run_name("default", first).encode()) <= runfiles.NAME_BYTES

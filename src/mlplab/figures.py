@@ -145,9 +145,9 @@ def run_command(run_dir: Path, trained_here: bool) -> str:
 
 
 def describe_commit(git: dict[str, Any]) -> str:
-    """"commit abc.. (clean)" or "... with uncommitted changes to tracked files", from runinfo.git_state()."""
+    """"commit abc.. (clean)" or "... with uncommitted changes to its code or configs", from runinfo.git_state()."""
     commit = git.get("commit") or "unknown"
-    return f"commit {commit}" + {True: " with uncommitted changes to tracked files", False: " (clean)"}.get(
+    return f"commit {commit}" + {True: " with uncommitted changes to its code or configs", False: " (clean)"}.get(
         git.get("dirty"), "")
 
 

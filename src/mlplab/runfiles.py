@@ -9,8 +9,10 @@ half-written file means. The Hydra resolvers that name run directories are regis
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
+import re
 import socket
 import tempfile
 from datetime import datetime, timezone
@@ -256,6 +258,31 @@ def run_dir(resume: str | None, fresh: str, output_root: str | None = None, name
     return unique_dir(fresh)
 
 
+# Overrides that change where a run is or how it is shown, not what it computes: left out of its name.
+UNNAMED_KEYS = ("resume", "name", "experiment", "hydra", "paths", "data.root", "data.download", "logger", "tags")
+NAME_BYTES = 120  # the folder's name stays well under the 255 a file system allows
+_UNSAFE = re.compile(r"[^A-Za-z0-9._@%-]+")
+
+
+def run_name(name: str, overrides: list[str] | None = None) -> str:
+    """`<name>` then `+key-value` for each override that changes the run (lists as `10.20`), so a
+    folder says what was overridden; characters that would need quoting in an override (`resume=`)
+    are left out. A name that would be too long ends in a hash of the overrides instead."""
+    parts = [name]
+    for override in overrides or []:
+        key, _, value = str(override).partition("=")
+        key = key.lstrip("+~")
+        if key.startswith(tuple(f"{unnamed}." for unnamed in UNNAMED_KEYS)) or key in UNNAMED_KEYS:
+            continue
+        value = _UNSAFE.sub(".", value.replace(" ", "")).strip(".")
+        parts.append(f"{_UNSAFE.sub('.', key)}-{value}")
+    joined = "+".join(parts)
+    if len(joined.encode()) <= NAME_BYTES:
+        return joined
+    digest = hashlib.sha256("\n".join(map(str, overrides or [])).encode()).hexdigest()[:8]
+    return f"{joined.encode()[:NAME_BYTES - 10].decode(errors='ignore')}+{digest}"
+
+
 def hydra_subdir(resume: str | None) -> str:
     """Where Hydra saves the composed config; a resumed run keeps its original `.hydra/` untouched."""
     return f"{HYDRA_DIR}/resumed-{_STARTED:%Y%m%d-%H%M%S}" if resume else HYDRA_DIR
@@ -263,3 +290,4 @@ def hydra_subdir(resume: str | None) -> str:
 
 OmegaConf.register_new_resolver("mlplab.run_dir", run_dir, replace=True)
 OmegaConf.register_new_resolver("mlplab.hydra_subdir", hydra_subdir, replace=True)
+OmegaConf.register_new_resolver("mlplab.run_name", run_name, replace=True)

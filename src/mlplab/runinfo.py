@@ -18,18 +18,28 @@ PACKAGES = ("torch", "pytorch-lightning", "hydra-core", "omegaconf", "wandb", "t
 
 
 
-def _git(*args: str) -> str | None:
+def _git(*args: str, cwd: Path | None = None) -> str | None:
     try:
         return subprocess.run(["git", *args], capture_output=True, text=True, check=True, timeout=10,
-                              cwd=Path(__file__).resolve().parent).stdout.strip()
+                              cwd=cwd or Path(__file__).resolve().parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
 
 
-def git_state() -> dict[str, Any]:
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+# What decides a run: its code and its configs. A file added there but not committed (a new
+# conf/experiment/*.yaml, say) makes the commit alone unable to rebuild the run, so it counts.
+RUN_SOURCES = ("conf", "src", "train.py", "eval.py", "pyproject.toml")
+MAX_LISTED = 20
+
+
+def git_state(checkout: Path | None = None) -> dict[str, Any]:
+    """The checkout's commit (this package's by default) and whether its code or configs differ
+    from it, untracked files included."""
+    commit = _git("rev-parse", "HEAD", cwd=checkout)
+    root = _git("rev-parse", "--show-toplevel", cwd=checkout)
+    status = _git("-C", root, "status", "--porcelain", "--untracked-files=all", "--", *RUN_SOURCES) if root else None
+    changed = [line.split(maxsplit=1)[1] for line in status.splitlines() if line.strip()] if status else []
+    return {"commit": commit, "dirty": bool(changed) if status is not None else None, "changed": changed[:MAX_LISTED]}
 
 
 def cpu_model() -> str:
