@@ -6,6 +6,8 @@ and validated after each epoch, the best epoch's weights tested on the official 
 four .gz files itself and imports nothing but torch.
 
     MNIST_ROOT=../shared/data python bench/minimal_train.py [--epochs 3] [--seed 42]
+
+A bad argument or a missing or damaged data file is one `error:` line (exit status 2 and 1).
 """
 
 from __future__ import annotations
@@ -14,11 +16,43 @@ import argparse
 import copy
 import gzip
 import os
+import sys
+import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+MAX_EPOCHS = 1000
+MAX_SEED = 2**32 - 1  # as train.py allows: numpy's seeds are 32-bit
+
+
+def bounded_int(low: int, high: int, what: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; anything else (nan, inf, 1.5, huge) is refused
+    by argparse in one line that names the argument, the value and the range. The bench scripts
+    share it (bench/ is on their import path)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text!r} is not allowed: an integer in [{low}, {high}]{what}")
+        return value
+
+    return parse
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a refused command line said in one `error:` line (exit status 2), as the
+    project's entry points say theirs; --help still prints the whole usage."""
+
+    def error(self, message: str):  # argparse's hook; it must not return
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def read_idx(path: Path) -> torch.Tensor:
@@ -43,14 +77,18 @@ def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> fl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=42)
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS), default=3)
+    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=42)
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     raw = Path(os.environ.get("MNIST_ROOT", "./data")) / "MNIST" / "raw"
-    images, labels = load(raw, "train")
-    test_images, test_labels = load(raw, "t10k")
+    try:
+        images, labels = load(raw, "train")
+        test_images, test_labels = load(raw, "t10k")
+    except (OSError, EOFError, zlib.error, RuntimeError, ValueError) as error:  # missing, truncated, not IDX
+        sys.exit(f"error: cannot read MNIST from {raw}: {' '.join(str(error).split()) or type(error).__name__}; "
+                 "set MNIST_ROOT to the folder that holds MNIST/raw/ with the four official .gz files")
     order = torch.randperm(len(labels))
     val, train = order[:5000], order[5000:]
     model = nn.Sequential(nn.Linear(784, 100), nn.BatchNorm1d(100), nn.ReLU(), nn.Linear(100, 10))

@@ -7,6 +7,8 @@ Runs them in turn, A B A B ..., after one warm-up each, and prints each one's me
 the median of the pairwise speed ratios B/A (1.0: the project costs nothing over the bare script).
 
     MNIST_ROOT=../shared/data WANDB_MODE=offline python bench/process.py [--epochs 3] [--runs 5] [--logger default]
+
+A bad argument, or a run that fails, stops it with one `error:` line.
 """
 
 from __future__ import annotations
@@ -19,25 +21,38 @@ import tempfile
 import time
 from pathlib import Path
 
+from minimal_train import MAX_EPOCHS, OneLineParser, bounded_int  # bench/ is this script's import path
+
 REPO = Path(__file__).resolve().parents[1]
+MAX_RUNS = 100
+
+
+def logger_options() -> list[str]:
+    """The options of the `logger` config group: one yaml each in conf/logger/."""
+    return sorted(path.stem for path in (REPO / "conf" / "logger").glob("*.yaml"))
+
+
+def last_line(text: str) -> str:
+    """The last line a failed run printed: its one-line `error:` (or the end of a traceback)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "(it printed nothing)"
 
 
 def wall(command: list[str]) -> float:
     began = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if result.returncode != 0:
-        sys.exit(f"failed (exit {result.returncode}): {' '.join(command)}\n{result.stderr[-2000:]}")
+        sys.exit(f"error: {' '.join(command[1:3])} ... failed (exit {result.returncode}): {last_line(result.stderr)}")
     return time.perf_counter() - began
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--logger", default="default", help="the run's logger group: default (csv + wandb), csv, none")
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=bounded_int(1, MAX_EPOCHS), default=3)
+    parser.add_argument("--runs", type=bounded_int(1, MAX_RUNS), default=5)
+    parser.add_argument("--logger", default="default", choices=logger_options(),
+                        help="the run's logger group (conf/logger/): default is csv + wandb")
     args = parser.parse_args()
-    if args.runs < 1 or args.epochs < 1:
-        parser.error("--runs and --epochs must be 1 or more")
     with tempfile.TemporaryDirectory() as scratch:
         def project(index: int) -> list[str]:
             return [sys.executable, "train.py", "+experiment=seed_pytorch", f"trainer.max_epochs={args.epochs}",
@@ -56,4 +71,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # the runs it started got the same Ctrl-C and stopped
+        sys.exit("error: interrupted; no figures")

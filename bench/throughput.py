@@ -13,6 +13,8 @@ Each runs the same number of steps after a warm-up, in this one process, on the 
 Prints samples/s, the ratios, and the peak RSS of (c).
 
     MNIST_ROOT=../shared/data python bench/throughput.py [--steps 1500] [--warmup 100] [--device cpu] [--compile]
+
+A bad argument, a device this machine lacks or missing data is one `error:` line.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import re
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,13 +39,33 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
-from mlplab.data import load_split
+from minimal_train import OneLineParser, bounded_int  # bench/ is this script's import path
+from mlplab.data import load_split, verify_files
+from mlplab.errors import UserError
 from mlplab.loggers import build_loggers
 from mlplab.guards import NonFiniteLossGuard
 from mlplab.train import build_module, build_trainer, insight_callbacks
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BATCH = 100
+# The project's path hands 8 steps at a time to Lightning (data.chunk); the timer needs whole chunks
+# on both sides of the warm-up to see a start and an end.
+MIN_STEPS = 16
+MAX_STEPS = 1_000_000  # 10^8 samples: minutes on an H200, hours on a CPU
+MAX_WARMUP = 100_000
+
+
+def device_argument(text: str) -> torch.device:
+    """An argparse type: cpu, cuda or cuda:N, and only a device this machine has."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: cpu, cuda or cuda:N")
+    device = torch.device(text)
+    if device.type == "cuda":
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count or count == 0:
+            raise argparse.ArgumentTypeError(f"{text!r} is not on this machine: it has {count} CUDA device(s); "
+                                             "use --device cpu")
+    return device
 
 
 def reference_mlp() -> nn.Module:
@@ -197,15 +221,20 @@ def project(device: torch.device, steps: int, warmup: int, *overrides: str) -> f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=1500)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=bounded_int(MIN_STEPS, MAX_STEPS, ", two chunks of 8 at least"), default=1500)
+    parser.add_argument("--warmup", type=bounded_int(0, MAX_WARMUP), default=100)
+    parser.add_argument("--device", type=device_argument, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="also time (c) with model.compile=true")
     args = parser.parse_args()
-    device = torch.device(args.device)
+    device = args.device
 
-    images, labels = load_split(os.environ.get("MNIST_ROOT", "./data"), train=True)
+    root = os.environ.get("MNIST_ROOT", "./data")
+    try:
+        verify_files(root)
+    except UserError as error:
+        sys.exit(f"error: {error}")
+    images, labels = load_split(root, train=True)
 
     results = {"c_project": project(device, args.steps, args.warmup)}
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20

@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlplab.data import NORMALIZE_MODES
 from mlplab.errors import ConfigError
+from mlplab.loggers import check_wandb_environment
 from mlplab.model import INITS
 from mlplab.preflight import check_builds, check_memory
 from mlplab.targets import check_targets
@@ -231,7 +232,7 @@ def check_targets_of_config(cfg: DictConfig) -> None:
 # once every value they read is known to be in range.
 CHECKS: tuple[Callable[[DictConfig], None], ...] = (
     check_targets_of_config, check_run, check_model, check_data, check_augment, check_optimization, check_trainer,
-    check_trainer_arguments, check_combinations, check_memory, check_builds,
+    check_trainer_arguments, check_combinations, check_wandb_environment, check_memory, check_builds,
 )
 
 
