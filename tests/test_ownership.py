@@ -86,3 +86,28 @@ def test_eval_never_writes_into_a_finished_run(tmp_path):
     result = run_script("eval.py", f"ckpt_path={run}/checkpoints/best.ckpt", f"hydra.run.dir={run}")
     assert_one_line_error(result, "already holds a run")
     assert (run / "metrics.json").read_text() == before
+
+
+@pytest.mark.slow
+def test_a_run_in_a_directory_named_by_the_project_is_owned_and_guarded(tmp_path):
+    """The default run directory (named after the overrides) goes through the same guard."""
+    first = run_script("train.py", "+experiment=smoke", "activation=gelu", f"paths.output_root={tmp_path}")
+    assert first.returncode == 0 and "Callback RunDirectoryGuard" not in first.stderr, first.stderr[-3000:]
+    (run,) = [path.parent for path in tmp_path.rglob("status.json")]
+    assert run.name.endswith("_smoke+activation-gelu") and (run / ".owner").is_file()
+    owner = hold_in_another_process(run)
+    try:
+        refused = run_script("train.py", "+experiment=smoke", "activation=gelu", "trainer.max_epochs=2", f"resume={run}")
+        assert_one_line_error(refused, "is in use by process", str(owner.pid))
+    finally:
+        owner.kill()
+        owner.wait()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("resume", ["nonexistent", "a_file"])
+def test_resume_of_what_is_not_a_run_directory_is_refused(tmp_path, resume):
+    (tmp_path / "a_file").write_text("x")
+    result = run_script("train.py", "+experiment=smoke", f"resume={tmp_path / resume}")
+    assert_one_line_error(result, "resume=")
+    assert not (tmp_path / resume / "status.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+
 import pytest
 import torch
 import yaml
@@ -175,25 +176,82 @@ def test_a_saved_config_whose_hydra_section_names_code_is_refused_before_hydra_b
     assert not victim.exists()
 
 
-@pytest.mark.parametrize("section", [
-    {"job_logging": {"handlers": {"console": {"class": "os.system"}}}},
-    {"hydra_logging": {"root": {"handlers": []}}},
-    {"job": {"env_set": {"LD_PRELOAD": "/tmp/evil.so"}}},
-    {"launcher": {"_target_": "subprocess.Popen"}},
+@pytest.mark.parametrize("hydra_section, named", [
+    ({"job_logging": {"handlers": {"console": {"class": "logging.FileHandler", "filename": "/tmp/x"}}}}, "job_logging"),
+    ({"hydra_logging": {"root": {"handlers": []}}}, "hydra_logging"),
+    ({"job": {"env_set": {"LD_PRELOAD": "/tmp/evil.so"}}}, "env_set"),
+    ({"launcher": {"_target_": "subprocess.Popen"}}, "hydra.launcher._target_"),
+    ({"callbacks": {"evil": {"_target_": "logging.FileHandler", "filename": "/tmp/x"}}}, "hydra.callbacks.evil"),
+    ({"callbacks": {"evil": "${oc.create:{_target_:logging.FileHandler,filename:/tmp/x}}"}}, "oc.create"),
+    ({"callbacks": {"run_directory_guard": None}}, "run_directory_guard"),
 ])
-def test_a_config_files_hydra_section_may_not_set_hydras_machinery(tmp_path, capsys, section):
-    from mlplab.cli import check_config_files
+def test_a_config_folders_hydra_settings_may_not_build_what_hydra_and_conf_do_not_ship(tmp_path, hydra_section, named):
+    from mlplab.config_files import check_foreign_configs
 
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"seed": 1, "hydra": section}))
-    with pytest.raises(SystemExit):
-        check_config_files(["--config-path", str(tmp_path), "--config-name", "config"])
-    line = capsys.readouterr().err.strip()
-    assert line.startswith("error: ") and "\n" not in line and str(tmp_path / "config.yaml") in line
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"defaults": ["_self_"], "seed": 1, "hydra": hydra_section}))
+    with pytest.raises(UserError, match=named):
+        check_foreign_configs(["--config-path", str(tmp_path), "--config-name", "config"], CONF.parent / "train.py")
 
 
-def test_a_config_files_run_dir_and_job_name_pass(tmp_path):
-    from mlplab.cli import check_config_files
+def layout_trick(tmp_path: Path, trick: str) -> Path:
+    """A config folder that hides a hostile logging handler the way a hostile user would."""
+    evil = {"_target_": "logging.FileHandler", "filename": str(tmp_path / "PWN")}
+    folder = tmp_path / "cfg"
+    folder.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "evilgrp").mkdir(parents=True)
+    (elsewhere / "evilgrp" / "x.yaml").write_text("# @package _global_\n" + yaml.safe_dump(
+        {"hydra": {"callbacks": {"evil": evil}}}))
+    primary = {"seed": 1}
+    if trick == "searchpath":
+        primary |= {"defaults": ["_self_", {"evilgrp": "x"}], "hydra": {"searchpath": [f"file://{elsewhere}"]}}
+    elif trick == "symlinked group":
+        (folder / "evilgrp").symlink_to(elsewhere / "evilgrp")
+        primary |= {"defaults": ["_self_", {"evilgrp": "x"}]}
+    elif trick == "package header":
+        (folder / "h.yaml").write_text("# @package hydra\n" + yaml.safe_dump(
+            {"job_logging": {"handlers": {"evil": {"class": "logging.FileHandler", "filename": str(tmp_path / "P")}}}}))
+        primary |= {"defaults": ["_self_", "h"]}
+    elif trick == "hydra group":
+        (folder / "hydra" / "job_logging").mkdir(parents=True)
+        (folder / "hydra" / "job_logging" / "evil.yaml").write_text(yaml.safe_dump(
+            {"version": 1, "handlers": {"evil": {"class": "logging.FileHandler", "filename": str(tmp_path / "P")}},
+             "root": {"handlers": ["evil"]}}))
+        primary |= {"defaults": ["_self_", {"override hydra/job_logging": "evil"}]}
+    (folder / "config.yaml").write_text(yaml.safe_dump(primary))
+    return folder
 
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump({"seed": 1, "hydra": {"run": {"dir": "x"},
-                                                                                "job": {"name": "n"}}}))
-    check_config_files([f"--config-dir={tmp_path}"])
+
+@pytest.mark.parametrize("trick", ["searchpath", "symlinked group", "package header", "hydra group"])
+def test_no_layout_of_a_config_folder_hides_a_hostile_setting(tmp_path, trick):
+    from mlplab.config_files import check_foreign_configs
+
+    folder = layout_trick(tmp_path, trick)
+    with pytest.raises(UserError, match="is refused"):
+        check_foreign_configs(["--config-path", str(folder), "--config-name", "config"], CONF.parent / "train.py")
+    assert not (tmp_path / "PWN").exists() and not (tmp_path / "P").exists()
+
+
+@pytest.mark.slow
+def test_a_finished_run_reruns_from_its_saved_config_with_its_directory_guarded(tmp_path):
+    run = tmp_path / "run"
+    assert run_script("train.py", "+experiment=smoke", f"hydra.run.dir={run}").returncode == 0
+    rerun = run_script("train.py", "--config-path", str(run / ".hydra"), "--config-name", "config",
+                       f"hydra.run.dir={tmp_path / 'rerun'}")
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (tmp_path / "rerun" / ".owner").is_file()
+    again = run_script("train.py", "--config-path", str(run / ".hydra"), "--config-name", "config",
+                       f"hydra.run.dir={run}")
+    assert_one_line_error(again, "already holds a run")
+
+
+def test_an_option_of_a_foreign_folder_picked_on_the_command_line_is_checked_too(tmp_path):
+    from mlplab.config_files import check_foreign_configs
+
+    (tmp_path / "evilgrp").mkdir()
+    (tmp_path / "evilgrp" / "x.yaml").write_text("# @package _global_\n" + yaml.safe_dump(
+        {"hydra": {"callbacks": {"evil": {"_target_": "logging.FileHandler", "filename": str(tmp_path / "PWN")}}}}))
+    with pytest.raises(UserError, match="hydra.callbacks.evil"):
+        check_foreign_configs(["--config-dir", str(tmp_path), "+evilgrp=x"], CONF.parent / "train.py")
+    assert check_foreign_configs(["--config-dir", str(tmp_path)], CONF.parent / "train.py") == ["--config-dir",
+                                                                                                str(tmp_path)]

@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
 
-import yaml
-
 FULL_ERROR = "HYDRA_FULL_ERROR"
 MAX_LINE = 600
 # Messages of torch and Python that mean memory ran out, whatever the exception type.
@@ -97,70 +95,18 @@ def _set_by_us() -> bool:
     return os.environ.get(_OURS) == "1"
 
 
-CONFIG_FOLDER_FLAGS = ("--config-path", "-cp", "--config-dir", "-cd")
-
-
-def config_folders(argv: list[str]) -> list[Path]:
-    """The folders of config files named on the command line (`--config-path DIR`, `-cd=DIR`...)."""
-    folders = []
-    for index, argument in enumerate(argv):
-        flag, _, value = argument.partition("=")
-        if flag in CONFIG_FOLDER_FLAGS:
-            value = value if "=" in argument else (argv[index + 1] if index + 1 < len(argv) else "")
-            if value:
-                # --config-path is relative to the entry script, --config-dir to the current folder.
-                folders += [Path(value), Path(sys.argv[0]).resolve().parent / value]
-    return folders
-
-
-def check_config_files(argv: list[str]) -> None:
-    """Config files from elsewhere (a run's saved `.hydra/`, a colleague's folder) may name only the
-    classes conf/ names, `hydra:` sections included: Hydra itself builds those before any check."""
-    from mlplab.errors import UserError
-    from mlplab.targets import check_targets
-
-    for folder in config_folders(argv):
-        for path in sorted(folder.rglob("*.yaml")) if folder.is_dir() else []:
-            try:
-                content = yaml.safe_load(path.read_text())
-            except (OSError, yaml.YAMLError, UnicodeDecodeError):
-                continue  # Hydra names an unreadable file itself
-            try:
-                check_targets(content, str(path))
-                check_hydra_section(content, path)
-            except UserError as error:
-                fail(str(error))
-
-
-# What a config file from elsewhere may set of Hydra's own settings: where runs go and what they are
-# called. Logging handlers (built by Python's logging from their `class`), environment variables,
-# launchers and sweepers could run code before any check; callbacks are held to conf/'s targets.
-HYDRA_SECTION_ALLOWED = ("run", "sweep", "job.chdir", "job.name", "verbose", "output_subdir", "callbacks",
-                         "searchpath", "mode")
-
-
-def check_hydra_section(content: object, path: Path) -> None:
-    from mlplab.errors import ConfigError
-
-    section = content.get("hydra") if isinstance(content, dict) else None
-    for key in _leaf_keys(section) if isinstance(section, dict) else []:
-        if not any(key == allowed or key.startswith(f"{allowed}.") for allowed in HYDRA_SECTION_ALLOWED):
-            raise ConfigError(f"{path}: hydra.{key} is refused: a config file may set only hydra."
-                              f"{{{', '.join(HYDRA_SECTION_ALLOWED)}}} (the rest can make Hydra build or run code)")
-
-
-def _leaf_keys(node: dict, prefix: str = "") -> list[str]:
-    keys = []
-    for name, value in node.items():
-        key = f"{prefix}{name}"
-        keys += _leaf_keys(value, f"{key}.") if isinstance(value, dict) and value else [key]
-    return keys
-
-
 def entry(main: Callable[[], object]) -> None:
     """Run a `@hydra.main` function; Hydra's errors become one line (unless HYDRA_FULL_ERROR=1 was
     asked for, which keeps Hydra's full traceback)."""
-    check_config_files(sys.argv[1:])
+    from mlplab.config_files import checked_argv
+    from mlplab.errors import UserError
+
+    try:
+        sys.argv[1:] = checked_argv()
+    except UserError as error:
+        fail(str(error))
+    except Exception as error:  # noqa: BLE001 - a folder the check cannot read is refused, never run unchecked
+        fail(f"the config folder given could not be checked ({type(error).__name__}: {one_line(error)})")
     if os.environ.get(FULL_ERROR) == "1" and not _set_by_us():
         main()
         return

@@ -69,7 +69,8 @@ class MLPClassifier(pl.LightningModule):
         # Whoever built this module (a config, a checkpoint's hyperparameters), nothing it names is
         # called unless conf/ names it.
         check_targets({"activation": activation, "norm": norm, "optimizer": optimizer, "scheduler": scheduler,
-                       "model": model, "dropout": dropout, "l2": l2}, "the module's hyperparameters")
+                       "model": model, "dropout": dropout, "l2": l2}, "the module's hyperparameters",
+                      interpolations=False)
         self.save_hyperparameters()
         self.automatic_optimization = False
         self.net = MLP(

@@ -129,6 +129,16 @@ class RunDirectoryGuard(HydraCallback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Hydra turns a callback's exception into a warning and goes on: a guard that cannot check
+        # must stop the run instead, or two writers could share a folder.
+        try:
+            self._guard(config)
+        except Exception as error:  # noqa: BLE001 - whatever kept the guard from checking
+            reason = " ".join(str(error).split()) or type(error).__name__
+            sys.exit(f"error: the run directory could not be checked before the run ({reason[:300]}); "
+                     "check hydra.run.dir and paths.output_root.")
+
+    def _guard(self, config: DictConfig) -> None:
         if any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK")):
             return  # DDP's other ranks re-run train.py in rank zero's run directory, which it owns
         folder = Path(str(config.hydra.run.dir))

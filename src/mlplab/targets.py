@@ -10,6 +10,7 @@ a logger to conf/logger/, ...). Adding an option stays one yaml file: the file i
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,25 @@ from mlplab.errors import ConfigError
 TARGET_KEY = "_target_"
 # Folders of conf/ that are not a group of buildable options.
 NOT_GROUPS = ("experiment",)
+
+
+# Resolvers that turn text into config nodes: `${oc.create:{_target_: ...}}` would put a target
+# where no file shows one, so they are refused wherever a value could reach `instantiate`.
+BUILDING_RESOLVERS = re.compile(r"\$\{\s*oc\.(create|decode)\s*:")
+
+
+def leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of every leaf of a plain or OmegaConf container, unresolved."""
+    if isinstance(node, (DictConfig, ListConfig)):
+        node = OmegaConf.to_container(node, resolve=False)
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            yield from leaves(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from leaves(value, f"{path}[{index}]")
+    else:
+        yield path, node
 
 
 def targets_in(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
@@ -64,11 +84,24 @@ def allowed_for(key: str, conf: Path) -> frozenset[str]:
     return group_targets(conf).get(key.split(".")[0].split("[")[0], frozenset())
 
 
-def check_targets(config: Any, source: str, conf: Path | None = None, prefix: str = "") -> None:
+def check_interpolations(config: Any, source: str, allowed: bool = True, prefix: str = "") -> None:
+    """Refuse interpolations that build config from text; with `allowed=False` (a checkpoint, saved
+    resolved) any interpolation at all."""
+    for key, value in leaves(config, prefix):
+        if isinstance(value, str) and (BUILDING_RESOLVERS.search(value) or (not allowed and "${" in value)):
+            kind = "an interpolation" if not allowed else "an interpolation that builds config from text"
+            raise ConfigError(f"{source}: {key}={value[:80]!r} is refused: {kind} could name code to run; "
+                              "write the value itself.")
+
+
+def check_targets(config: Any, source: str, conf: Path | None = None, prefix: str = "",
+                  interpolations: bool = True) -> None:
     """Raise ConfigError, naming `source` and the key, at the first `_target_` that its group does
-    not name; nothing is built or imported before every target has passed."""
+    not name (or an interpolation that could make one); nothing is built or imported before every
+    target has passed."""
     from mlplab.runfiles import conf_dir
 
+    check_interpolations(config, source, interpolations, prefix)
     conf = conf or conf_dir()
     for key, value in targets_in(config, prefix):
         allowed = allowed_for(key, conf)
