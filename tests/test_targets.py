@@ -255,3 +255,17 @@ def test_an_option_of_a_foreign_folder_picked_on_the_command_line_is_checked_too
         check_foreign_configs(["--config-dir", str(tmp_path), "+evilgrp=x"], CONF.parent / "train.py")
     assert check_foreign_configs(["--config-dir", str(tmp_path)], CONF.parent / "train.py") == ["--config-dir",
                                                                                                 str(tmp_path)]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["+hydra.callbacks.evil._target_=logging.FileHandler", "+hydra.callbacks.evil.filename=/tmp/x"],
+    ["+hydra.job_logging.handlers.evil.class=logging.FileHandler", "+hydra.job_logging.handlers.evil.filename=/tmp/x"],
+    ["~hydra.callbacks.run_directory_guard"],
+    ["+hydra.job.env_set.LD_PRELOAD=/tmp/evil.so"],
+])
+def test_command_line_overrides_of_hydras_machinery_are_held_to_the_same_rules(overrides):
+    from mlplab.config_files import check_foreign_configs
+
+    with pytest.raises(UserError, match="is refused"):
+        check_foreign_configs(["+experiment=smoke", *overrides], CONF.parent / "train.py")
+    assert check_foreign_configs(["hydra/job_logging=stdout", "hydra.job.chdir=false"], CONF.parent / "train.py")

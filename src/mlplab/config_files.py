@@ -1,5 +1,5 @@
-"""Config folders from elsewhere (`--config-path`, `--config-dir`): a run's saved `.hydra/`, a
-colleague's folder. Hydra builds what their `hydra:` settings name (callbacks, logging handlers,
+"""Config folders from elsewhere (`--config-path`, `--config-dir`: a run's saved `.hydra/`, a
+colleague's folder) and command-line overrides of Hydra's machinery (`+hydra.callbacks...`). Hydra builds what their `hydra:` settings name (callbacks, logging handlers,
 launchers) before any code of ours runs, so the entry points compose such a folder first, as Hydra
 will, and hold the result to what this project and Hydra ship:
 
@@ -30,6 +30,10 @@ NAME_FLAGS = ("--config-name", "-cn")
 HYDRA_MODULES = ("hydra._internal.", "hydra_plugins.")
 GUARD = "mlplab.resume.RunDirectoryGuard"
 LOGGING_GROUPS = ("job_logging", "hydra_logging")
+# Hydra settings that name something Hydra builds or an environment it sets: an override of one on
+# the command line is held to the same rules as a folder from elsewhere.
+BUILDING_HYDRA_KEYS = ("hydra.callbacks", "hydra.job_logging", "hydra.hydra_logging", "hydra.launcher",
+                       "hydra.sweeper", "hydra.job.env_set")
 
 
 def flag_values(argv: list[str], flags: tuple[str, ...] | dict[str, str]) -> list[tuple[str, str]]:
@@ -123,11 +127,14 @@ def check_hydra_settings(settings: Any, source: str) -> None:
 def check_foreign_configs(argv: list[str], script: Path) -> list[str]:
     """Check config folders from elsewhere before Hydra builds anything; the command line to run
     (with the run-directory guard added where the folder's config lacks one)."""
+    from mlplab.runfiles import conf_dir
     from mlplab.targets import check_targets
 
     source = foreign_source(argv, script)
     if source is None:
-        return argv
+        if not any(override.lstrip("+~").startswith(BUILDING_HYDRA_KEYS) for override in command_overrides(argv)):
+            return argv
+        source = conf_dir(), (flag_values(argv, NAME_FLAGS) or [("", "config")])[-1][1], []
     folder, name, search = source
     from mlplab.overrides import quoted_value
 
@@ -146,6 +153,9 @@ def check_foreign_configs(argv: list[str], script: Path) -> list[str]:
     check_targets(composed, label)
     check_hydra_settings(settings, label)
     if "run_directory_guard" not in (settings.get("callbacks") or {}):
+        if folder == conf_dir().resolve():  # conf/ has the guard: an override took it away
+            raise ConfigError("~hydra.callbacks.run_directory_guard is refused: the guard gives each run directory "
+                              "one owner and keeps runs from mixing; it cannot be removed.")
         # A run's saved config has no hydra: section: the rerun still gets one owner per folder.
         return [*argv, f"+hydra.callbacks.run_directory_guard._target_={GUARD}"]
     return argv
