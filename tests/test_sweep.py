@@ -24,7 +24,7 @@ from mlplab.overrides import override
 from mlplab.sweep import search
 from mlplab.sweep.__main__ import listed_trials, main
 from mlplab.sweep.composition import check_trials_compose
-from mlplab.sweep.offline import StudyTrials
+from mlplab.sweep.shared import open_trials
 from mlplab.sweep.slots import Slot, make_slots, slot_env
 from mlplab.sweep.spec import SweepError, load_sweep, make_trial, program_arguments, validate_sweep
 from mlplab.sweep.trials import CRASHED, FAILED, FINISHED, INTERRUPTED, outcome_of, recorded_outcome
@@ -216,7 +216,7 @@ def made_up_accuracy(trial) -> float:
 
 def test_bayes_is_an_optuna_tpe_study_that_a_rerun_continues(tmp_path):
     validate_sweep(BAYES_TINY)
-    first = StudyTrials(BAYES_TINY, tmp_path, count=6, seed=0)
+    first = open_trials(BAYES_TINY, tmp_path, count=6, seed=0)
     assert isinstance(first.study.sampler, optuna.samplers.TPESampler)
     assert (tmp_path / "optuna.journal").is_file()
     started = [first.next_trial() for _ in range(4)]
@@ -225,25 +225,28 @@ def test_bayes_is_an_optuna_tpe_study_that_a_rerun_continues(tmp_path):
         assert first.record(trial, FINISHED) is None
     first.record(started[3], INTERRUPTED)  # the launcher was stopped while it ran
 
-    rerun = StudyTrials(BAYES_TINY, tmp_path, count=6, seed=0)
+    rerun = open_trials(BAYES_TINY, tmp_path, count=6, seed=0)
     assert rerun.skipped == 3 and "6 trials in all, 3 finished before" in rerun.describe()
     continued = rerun.next_trial()
-    assert continued.trial_id == started[3].trial_id and continued.number == started[3].number
+    # The interrupted trial, queued again (a new Optuna trial) into its own directory, to continue there.
+    assert continued.trial_id == started[3].trial_id and continued.directory == started[3].directory
+    assert continued.number == 4 and started[3].number == 3
     drawn = [rerun.next_trial(), rerun.next_trial()]
     assert rerun.next_trial() is None  # 6 in all: 3 finished + 1 continued + 2 new
-    assert [trial.number for trial in drawn] == [4, 5]
+    assert [trial.number for trial in drawn] == [5, 6]
     assert all(trial.overrides not in [old.overrides for old in started] for trial in drawn)  # no replayed draws
     for trial in [continued, *drawn]:
         fake_run(trial, made_up_accuracy(trial))
         rerun.record(trial, FINISHED)
     study = rerun.study
-    assert len(search.finished_trials(study)) == 6
+    assert len(search.finished_trials(study)) == 6 and [frozen.state for frozen in study.trials].count(
+        optuna.trial.TrialState.FAIL) == 1  # the interrupted attempt
     assert study.best_value == max(made_up_accuracy(trial) for trial in [*started[:3], continued, *drawn])
-    assert StudyTrials(BAYES_TINY, tmp_path, count=6, seed=0).next_trial() is None  # done: a rerun runs nothing
+    assert open_trials(BAYES_TINY, tmp_path, count=6, seed=0).next_trial() is None  # done: a rerun runs nothing
 
 
 def test_a_failed_bayes_trial_is_told_and_does_not_count(tmp_path):
-    source = StudyTrials(BAYES_TINY, tmp_path, count=2, seed=0)
+    source = open_trials(BAYES_TINY, tmp_path, count=2, seed=0)
     trial = source.next_trial()
     source.record(trial, FAILED)
     other = source.next_trial()
@@ -251,7 +254,7 @@ def test_a_failed_bayes_trial_is_told_and_does_not_count(tmp_path):
     assert "no number at val_acc_best" in source.record(other, FINISHED)
     states = [frozen.state for frozen in source.study.trials]
     assert states == [optuna.trial.TrialState.FAIL] * 2
-    assert StudyTrials(BAYES_TINY, tmp_path, count=2, seed=0).describe().endswith("2 to draw with Optuna's TPE")
+    assert open_trials(BAYES_TINY, tmp_path, count=2, seed=0).describe().endswith("2 to draw with Optuna's TPE")
 
 
 def test_a_metric_no_trial_records_is_refused_up_front():

@@ -4,6 +4,8 @@
     python -m mlplab.sweep sweeps/activations.yaml --offline --agents 2             # no server
     python -m mlplab.sweep sweeps/bayes.yaml --offline --count 12 --agents 2        # Optuna TPE
     python -m mlplab.sweep sweeps/depth.yaml --dry-run                              # print the trials
+    python -m mlplab.sweep sweeps/activations.yaml --offline trainer.max_epochs=1 seed=1,2   # a quick try
+    python -m mlplab.sweep sweeps/activations.yaml --offline --storage postgresql://u@db/sweeps  # many machines
 
 Exit status: 0 when no trial failed, 1 when one did, 2 for a bad file or option, 128+N on signal N.
 """
@@ -22,12 +24,15 @@ from mlplab import runfiles
 from mlplab.errors import UserError
 from mlplab.sweep import search
 from mlplab.sweep.composition import check_trials_compose
-from mlplab.sweep.offline import ListedTrials, StudyTrials, SweepLock, run_offline
+from mlplab.sweep.offline import run_offline
 from mlplab.sweep.online import offline_reason, run_online
 from mlplab.sweep.paths import check_sweep_dir, make_run_root
+from mlplab.sweep.shared import open_trials
 from mlplab.sweep.slots import make_slots
 from mlplab.sweep.spec import (SweepError, Trial, default_sweep_dir, grid_assignments, load_sweep, make_trial,
                                program_arguments, resolve_program_root)
+from mlplab.sweep.steering import grid_count_note, identity, saved_copy, steer
+from mlplab.sweep.storage import STALE_AFTER, check_storage_record, record_storage
 from mlplab.sweep.trials import FINISHED, recorded_outcome
 from mlplab.sweep.warm import TrialStarter
 
@@ -46,6 +51,13 @@ def seconds(text: str) -> float:
         value = -1.0
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a number of seconds >= 0")
+    return value
+
+
+def stale_seconds(text: str) -> float:
+    value = seconds(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a number of seconds >= 1, well above a heartbeat (5 s)")
     return value
 
 
@@ -76,6 +88,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                "option, 128+N on signal N.",
     )
     parser.add_argument("file", type=Path, help="the sweep yaml, e.g. sweeps/activations.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                        help="Hydra overrides for every trial (after the file, or after --), e.g. trainer.max_epochs=1; "
+                             "one of a swept key narrows it: seed=1,2. They are part of the sweep dir's name and of "
+                             "its saved sweep.yaml, and online of the uploaded sweep's command")
     slots = parser.add_argument_group("slots (one agent or trial at a time each)")
     slots.add_argument("--gpus", help="GPUs to pin slots to, e.g. 0,1,2,3 (CUDA_VISIBLE_DEVICES per slot): "
                                       "indices of the GPUs this launcher sees, so with CUDA_VISIBLE_DEVICES=2,3 "
@@ -107,11 +123,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="offline: start each trial as a new `python train.py ...` process, which pays the "
                              "5-15 s of imports again (default on Linux: the launcher imports torch, Lightning, "
                              "Hydra and wandb once and forks each trial from itself)")
+    shared = parser.add_argument_group("offline, several launchers on one sweep (here or on machines sharing the "
+                                       "sweep dir)")
+    shared.add_argument("--storage", metavar="URL",
+                        help="the database holding the sweep's Optuna study, e.g. postgresql://user@host/db "
+                             "(default: <sweep dir>/optuna.journal, a file every launcher on the sweep dir shares)")
+    shared.add_argument("--stale-after", type=stale_seconds, default=STALE_AFTER,
+                        help=f"seconds without a sign of life after which another host's launcher counts as gone and "
+                             f"its trials are taken over (default {STALE_AFTER:g}); on this host, at once")
     online = parser.add_argument_group("online")
     online.add_argument("--project", help="wandb project (default: the file's project:, else mlplab)")
     online.add_argument("--entity", help="wandb entity (default: the file's entity:, else yours)")
     online.add_argument("--sweep-id", help="join this existing sweep instead of creating one")
-    return parser.parse_args(argv)
+    # Intermixed: overrides may come before, between or after the options.
+    return parser.parse_intermixed_args(argv)
 
 
 def listed_trials(config: dict[str, Any], sweep_dir: Path, count: int | None, seed: int) -> list[Trial]:
@@ -135,6 +160,8 @@ def overrides_to_compose(config: dict[str, Any], sweep_dir: Path, trials: list[T
 
 def print_dry_run(config: dict[str, Any], trials: list[Trial], program_root: Path, sweep_dir: Path,
                   count: int | None) -> None:
+    if config["method"] == "grid" and (note := grid_count_note(config["parameters"], count)):
+        print(f"# {note}")
     if config["method"] == "bayes":
         print(f"# bayes: {count} trials in all, drawn one by one by Optuna's TPE (study "
               f"{search.journal_path(sweep_dir)}), run in {program_root}")
@@ -146,9 +173,11 @@ def print_dry_run(config: dict[str, Any], trials: list[Trial], program_root: Pat
         print(shlex.join(trial.command))
 
 
-def chosen_sweep_dir(option: Path | None, sweep_file: Path, program_root: Path) -> Path:
-    """--sweep-dir (absolute) or the default one, checked: a path the OS cannot hold stops here."""
-    sweep_dir = Path(os.path.abspath(option or default_sweep_dir(sweep_file, program_root)))
+def chosen_sweep_dir(option: Path | None, sweep_file: Path, program_root: Path, overrides: Sequence[str] = ()) -> Path:
+    """--sweep-dir (absolute) or the default one, named by the file and the overrides, checked: a path the
+    OS cannot hold stops here."""
+    default = option or default_sweep_dir(sweep_file, program_root, identity(sweep_file, list(overrides)))
+    sweep_dir = Path(os.path.abspath(default))
     check_sweep_dir(sweep_dir)
     # The real path: a trial's liveness is read from where its process writes (/proc/<pid>/fd).
     return sweep_dir.resolve()
@@ -170,16 +199,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """The launcher behind main(), which turns its errors into one line."""
-    config = load_sweep(args.file)
+    config = steer(load_sweep(args.file), args.overrides, args.file)
     slots = make_slots(args.gpus, args.agents_per_gpu, args.agents)
     program_root = resolve_program_root(args.file, config["program"], args.program_root)
     reason = "--dry-run" if args.dry_run else offline_reason(args.offline)
     if reason is None:
+        if args.storage:
+            raise SweepError("--storage is for offline sweeps (online, wandb's server holds the sweep): add --offline "
+                             "or leave --storage out")
         log_dir = chosen_sweep_dir(args.sweep_dir, args.file, program_root) if args.sweep_dir else None
         return run_online(config, args.file, slots, program_root, project=args.project, entity=args.entity,
                           sweep_id=args.sweep_id, sweep_dir=log_dir, count=args.count,
                           stagger=args.stagger, grace=args.grace)
-    sweep_dir = chosen_sweep_dir(args.sweep_dir, args.file, program_root)
+    sweep_dir = chosen_sweep_dir(args.sweep_dir, args.file, program_root, args.overrides)
     if config["method"] == "bayes":
         if not args.count:
             raise SweepError("method bayes draws trials: say how many in all with --count, e.g. --count 20")
@@ -187,21 +219,27 @@ def run(args: argparse.Namespace) -> int:
         trials = []
     else:
         trials = listed_trials(config, sweep_dir, args.count, args.seed)
-    composed = check_trials_compose(program_root / "conf", args.file,
+    label = f"{args.file} with {shlex.join(args.overrides)}" if args.overrides else args.file
+    composed = check_trials_compose(program_root / "conf", label,
                                     overrides_to_compose(config, sweep_dir, trials))
     if args.dry_run:
         print_dry_run(config, trials, program_root, sweep_dir, args.count)
         print(f"# {composed} distinct trial configs compose with Hydra")
         return 0
-    print(f"offline ({reason}): {config['method']} sweep {args.file}", flush=True)
-    with SweepLock(sweep_dir):
-        make_run_root(sweep_dir)
-        # The dir name is a hash: keep the file it came from next to the trials.
-        runfiles.write_text(sweep_dir / "sweep.yaml", args.file.read_text())
-        source = (StudyTrials(config, sweep_dir, args.count, args.seed) if config["method"] == "bayes"
-                  else ListedTrials(trials))
-        return run_offline(source, slots, sweep_dir, program_root, args.stagger, args.grace, args.allow_failures,
-                           TrialStarter(args.fresh_processes))
+    steered = f" with {shlex.join(args.overrides)}" if args.overrides else ""
+    print(f"offline ({reason}): {config['method']} sweep {args.file}{steered}", flush=True)
+    if config["method"] == "grid" and (note := grid_count_note(config["parameters"], args.count)):
+        print(note, flush=True)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    make_run_root(sweep_dir)
+    check_storage_record(sweep_dir, args.storage)
+    source = open_trials(config, sweep_dir, args.count, args.seed, None if config["method"] == "bayes" else trials,
+                         args.storage, args.stale_after)
+    record_storage(sweep_dir, args.storage)
+    # The dir name is a hash: keep the file it came from (as steered) next to the trials.
+    runfiles.write_text(sweep_dir / "sweep.yaml", saved_copy(args.file, args.overrides, config, sweep_dir))
+    return run_offline(source, slots, sweep_dir, program_root, args.stagger, args.grace, args.allow_failures,
+                       TrialStarter(args.fresh_processes))
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ def run_online(config: dict[str, Any], sweep_file: Path, slots: list[Slot], prog
     entity = entity or config.get("entity")
     try:
         sweep_id = sweep_id or wandb.sweep(config, project=project, entity=entity)
-    except wandb.errors.Error as error:
+    except (wandb.errors.Error, ValueError, TypeError) as error:  # wandb.sweep raises ValueError under WANDB_DEBUG
         raise SweepError(f"the wandb server refused or could not be reached ({error}): retry, or run with --offline") from None
     command = agent_command(sweep_id, project, entity, count, grace)
     log_dir = sweep_dir or default_sweep_dir(sweep_file, program_root, sweep_id.rsplit("/", 1)[-1])

@@ -22,7 +22,8 @@ from typing import Any, Callable
 import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from mlplab.sweep.spec import SweepError, distribution_of
+from mlplab.sweep import rules
+from mlplab.sweep.spec import SweepError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the launcher prints one line per trial itself
 
@@ -56,39 +57,45 @@ def quantize(value: float, q: float) -> float | int:
     return int(rounded) if isinstance(q, int) else rounded
 
 
-def dimension(spec: dict[str, Any]) -> Dimension:
-    """The Optuna side of one wandb parameter spec (already checked by spec.validate_parameter)."""
-    kind = distribution_of(spec)
+def dimension(spec: dict[str, Any], name: str = "parameter") -> Dimension:
+    """The Optuna side of one wandb parameter spec (already checked by spec.validate_parameter), read as
+    wandb reads it: the distribution named or inferred, q, mu and sigma defaulted (q: 1.0 gives floats)."""
+    spec = rules.read_parameter(name, spec)[1]
+    kind = spec["distribution"]
     if kind == "constant":
         return Dimension(None, lambda _: spec["value"])
+    if kind == "categorical_w_probabilities":
+        values, edges = spec["values"], list(itertools.accumulate(spec["probabilities"]))
+        return Dimension(FloatDistribution(0.0, 1.0),
+                         lambda u: values[min(bisect.bisect_right(edges, u), len(values) - 1)])
     if kind == "categorical":
         values = spec["values"]
-        if spec.get("probabilities"):
-            edges = list(itertools.accumulate(spec["probabilities"]))
-            return Dimension(FloatDistribution(0.0, 1.0),
-                             lambda u: values[min(bisect.bisect_right(edges, u), len(values) - 1)])
         # Optuna's choices must be None/bool/int/float/str; indices carry anything else (lists, dicts).
         if all(value is None or isinstance(value, (bool, int, float, str)) for value in values):
             return Dimension(CategoricalDistribution(values), lambda value: value)
         return Dimension(CategoricalDistribution(list(range(len(values)))), lambda index: values[index])
     if kind == "int_uniform":
         return Dimension(IntDistribution(spec["min"], spec["max"]), int)
+    if kind in ("beta", "q_beta"):
+        raise SweepError(f"parameters.{name}: distribution {kind} is not allowed offline: the launcher has no beta "
+                         "quantile to draw it from (it needs scipy): run the sweep online, or use uniform")
     base = kind.removeprefix("q_")
-    q = spec.get("q", 1)
-    finish: Callable[[float], Any] = (lambda value: quantize(value, q)) if kind.startswith("q_") else float
+    finish: Callable[[float], Any] = (lambda value: quantize(value, spec["q"])) if kind.startswith("q_") else float
     if base == "uniform":
         return Dimension(FloatDistribution(spec["min"], spec["max"]), finish)
-    if base == "log_uniform":
+    if base == "log_uniform":  # min and max are natural logs
         return Dimension(FloatDistribution(math.exp(spec["min"]), math.exp(spec["max"]), log=True), finish)
-    if base == "log_uniform_values":
+    if base == "inv_log_uniform":  # wandb's exp(-uniform(min, max))
+        return Dimension(FloatDistribution(math.exp(-spec["max"]), math.exp(-spec["min"]), log=True), finish)
+    if base in ("log_uniform_values", "inv_log_uniform_values"):  # 1/x log-uniform is x log-uniform
         return Dimension(FloatDistribution(spec["min"], spec["max"], log=True), finish)
-    normal = NormalDist(spec.get("mu", 0.0), spec.get("sigma", 1.0))
+    normal = NormalDist(spec["mu"], spec["sigma"])
     to_normal = (lambda u: normal.inv_cdf(u)) if base == "normal" else (lambda u: math.exp(normal.inv_cdf(u)))
     return Dimension(FloatDistribution(QUANTILE, 1 - QUANTILE), lambda u: finish(to_normal(u)))
 
 
 def dimensions(parameters: dict[str, dict[str, Any]]) -> dict[str, Dimension]:
-    return {name: dimension(spec) for name, spec in parameters.items()}
+    return {name: dimension(spec, name) for name, spec in parameters.items()}
 
 
 def assignment_of(space: dict[str, Dimension], params: dict[str, Any]) -> dict[str, Any]:
@@ -140,16 +147,16 @@ def tpe_sampler(seed: int) -> optuna.samplers.TPESampler:
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
-def open_study(sweep_dir: Path, goal: str, seed: int) -> optuna.Study:
-    """The sweep's TPE study in <sweep dir>/optuna.journal, created on the first run, loaded on a rerun.
+def open_study(sweep_dir: Path, goal: str, seed: int, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
+    """The sweep's study, named after the sweep dir, in `storage` (default <sweep dir>/optuna.journal):
+    created by the first launcher, loaded by a rerun and by every other launcher on the sweep.
 
     constant_liar: while slots run trials in parallel, TPE counts the running ones as bad results,
     so two slots do not ask for the same point.
     """
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
+    from mlplab.sweep.storage import open_storage  # storage.py names the journal with journal_path
 
-    storage = JournalStorage(JournalFileBackend(str(journal_path(sweep_dir))))
+    storage = storage or open_storage(sweep_dir, None)
     study = optuna.create_study(storage=storage, sampler=tpe_sampler(seed), study_name=sweep_dir.name,
                                 direction=goal, load_if_exists=True)
     if study.trials:  # a rerun: a sampler seeded as the first run's would replay its first draws

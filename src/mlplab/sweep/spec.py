@@ -1,8 +1,9 @@
 """The sweep file: load it, hold it to wandb's rules, and turn it into trials' command lines.
 
-The rules are those the wandb server applies when `wandb.sweep` uploads a file (method, metric,
-parameter names, each distribution's keys), checked here first so that an offline sweep and the
-tests catch what the server would refuse. Grid expansion lives here too; draws from distributions
+The rules are wandb's own (rules.py: what `wandb.sweep` and wandb's sweep engine refuse), checked here
+first so that an offline sweep and the tests catch what the server would refuse, plus the launcher's
+(Hydra keys and macros, bounds whose draws would be nan). Grid expansion lives here too, each
+parameter's points listed as wandb lists them; draws from distributions
 (random and bayes) are Optuna's, in search.py.
 """
 
@@ -22,6 +23,7 @@ import yaml
 
 from mlplab.errors import UserError
 from mlplab.overrides import override
+from mlplab.sweep import rules
 
 METHODS = ("grid", "random", "bayes")
 GRID_LIMIT = 100_000  # trials of a grid listed without --count
@@ -37,22 +39,10 @@ AGENT_MACROS = ("env", "interpreter", "program", "args", "args_no_equals", "args
                 "args_json", "args_json_file", "args_dict", "args_append_hydra", "args_override_hydra")
 # `${args_json_file}`: the file, in the trial's dir, holding `${args_json}` (the values as one JSON object).
 ARGS_JSON_FILE = "args.json"
-# Each distribution wandb defines and this launcher can draw from: (keys it needs, keys it may have).
-DISTRIBUTION_KEYS: dict[str, tuple[set[str], set[str]]] = {
-    "constant": ({"value"}, set()),
-    "categorical": ({"values"}, {"probabilities"}),
-    "int_uniform": ({"min", "max"}, set()),
-    "uniform": ({"min", "max"}, set()),
-    "q_uniform": ({"min", "max"}, {"q"}),
-    "log_uniform": ({"min", "max"}, set()),  # min and max are natural logs of the bounds
-    "q_log_uniform": ({"min", "max"}, {"q"}),
-    "log_uniform_values": ({"min", "max"}, set()),
-    "q_log_uniform_values": ({"min", "max"}, {"q"}),
-    "normal": (set(), {"mu", "sigma"}),
-    "q_normal": (set(), {"mu", "sigma", "q"}),
-    "log_normal": (set(), {"mu", "sigma"}),
-    "q_log_normal": (set(), {"mu", "sigma", "q"}),
-}
+# Keys of a distribution that wandb's schema takes at 0 (or without bound) but whose draws are then nan
+# or inf: sigma: 0 gives nan from scipy's normal, min: .inf an infinite uniform.
+POSITIVE_KEYS = ("sigma", "a", "b")
+FINITE_KEYS = ("min", "max", "mu", "sigma", "q", "a", "b")
 
 
 class SweepError(UserError):
@@ -110,6 +100,15 @@ def validate_sweep(config: Any, path: Path | str = "sweep file") -> None:
     if not any(macro in command for macro in HYDRA_ARG_MACROS):
         raise SweepError(f"{path}: the command passes no parameters Hydra can read: end it with ${{args_no_hyphens}} "
                          "(wandb's default ${args} gives --key=value, which Hydra rejects)")
+    _wandb_check(path, rules.check_config, config)  # the rest of wandb's schema: top-level keys, metric, ...
+
+
+def _wandb_check(path: Path | str, check: Any, *args: Any) -> None:
+    """Run one of rules.py's checks; what wandb refuses becomes one line naming the file."""
+    try:
+        check(*args)
+    except rules.Refused as error:
+        raise SweepError(f"{path}: {error}") from None
 
 
 # Hydra's own settings a sweep file may set: none of them names something for Hydra to build or run.
@@ -129,25 +128,14 @@ def check_hydra_key(key: str, path: Path | str) -> None:
 
 
 def distribution_of(spec: dict[str, Any]) -> str:
-    """The distribution a parameter names, inferred as wandb infers it when not named."""
-    if "distribution" in spec:
-        return spec["distribution"]
-    if "value" in spec:
-        return "constant"
-    if "values" in spec:
-        return "categorical"
-    if "mu" in spec or "sigma" in spec:
-        return "normal"
-    both_int = all(isinstance(spec.get(key), int) and not isinstance(spec.get(key), bool) for key in ("min", "max"))
-    return "int_uniform" if both_int else "uniform"
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """The distribution wandb reads in a parameter, named or inferred (values with probabilities:
+    categorical_w_probabilities)."""
+    return rules.read_parameter("parameter", spec)[1]["distribution"]
 
 
 def validate_parameter(name: Any, spec: Any, method: str, path: Path | str) -> None:
-    """One parameter: a wandb name, and a value, a list of values, or a distribution with its keys."""
+    """One parameter: a wandb name, a form wandb's schema takes (value, values or a distribution with its
+    keys), one a grid can list when the method is grid, and bounds whose draws are numbers."""
     where = f"{path}: parameters.{name}"
     if not isinstance(name, str) or not PARAMETER_NAME.match(name):
         raise SweepError(f"{where} is not allowed: wandb accepts names matching {PARAMETER_NAME.pattern} "
@@ -156,49 +144,21 @@ def validate_parameter(name: Any, spec: Any, method: str, path: Path | str) -> N
         raise SweepError(f"{where}={spec!r} is not allowed: a mapping with value, values or a distribution")
     if "parameters" in spec:
         raise SweepError(f"{where}: nested parameters become one dict-valued argument; use a dotted key (l2.weight)")
-    distribution = distribution_of(spec)
-    if distribution not in DISTRIBUTION_KEYS:
-        raise SweepError(f"{where}.distribution={distribution!r} is not allowed: one of {', '.join(DISTRIBUTION_KEYS)}")
-    needed, optional = DISTRIBUTION_KEYS[distribution]
-    if missing := sorted(needed - spec.keys()):
-        raise SweepError(f"{where}: distribution {distribution} needs {' and '.join(missing)}")
-    if extra := sorted(spec.keys() - needed - optional - {"distribution"}):
-        raise SweepError(f"{where}.{extra[0]} is not allowed with distribution {distribution}: "
-                         f"it takes {', '.join(sorted(needed | optional))}")
-    if method == "grid" and distribution not in ("constant", "categorical"):
-        raise SweepError(f"{where}: a grid needs value: or values: for every parameter, not distribution {distribution}")
-    if distribution == "categorical":
-        _validate_values(where, spec)
-    elif distribution != "constant":
-        _validate_bounds(where, distribution, spec)
+    _wandb_check(path, rules.check_parameter, name, spec)
+    if method == "grid":
+        _wandb_check(path, rules.check_grid_parameter, name, spec)
+    _validate_bounds(where, rules.read_parameter(name, spec)[1])
 
 
-def _validate_values(where: str, spec: dict[str, Any]) -> None:
-    values = spec["values"]
-    if not isinstance(values, list) or not values:
-        raise SweepError(f"{where}.values={values!r} is not allowed: a non-empty list")
-    probabilities = spec.get("probabilities")
-    if probabilities is not None and (
-        not isinstance(probabilities, list) or len(probabilities) != len(values)
-        or not all(_is_number(p) and p >= 0 for p in probabilities) or abs(sum(probabilities) - 1) > 1e-6
-    ):
-        raise SweepError(f"{where}.probabilities={probabilities!r} is not allowed: one number >= 0 per value, "
-                         "summing to 1")
-
-
-def _validate_bounds(where: str, distribution: str, spec: dict[str, Any]) -> None:
-    for key in ("min", "max", "mu", "sigma", "q"):
-        if key in spec and not _is_number(spec[key]):
-            raise SweepError(f"{where}.{key}={spec[key]!r} is not allowed: a number (in YAML write 1.0e-5, not 1e-5)")
-    if "min" in spec and not spec["min"] < spec["max"]:
-        raise SweepError(f"{where}: min={spec['min']!r}, max={spec['max']!r} is not allowed: min < max")
-    if distribution == "int_uniform" and not all(isinstance(spec[key], int) for key in ("min", "max")):
-        raise SweepError(f"{where}: int_uniform needs integer min and max, got {spec['min']!r}, {spec['max']!r}")
-    if distribution.endswith("log_uniform_values") and spec["min"] <= 0:
-        raise SweepError(f"{where}.min={spec['min']!r} is not allowed: {distribution} needs min > 0")
-    for key in ("sigma", "q"):
+def _validate_bounds(where: str, spec: dict[str, Any]) -> None:
+    """The launcher's own rule on top of wandb's: bounds that give numbers (wandb takes these, then draws nan)."""
+    for key in FINITE_KEYS:
+        if key in spec and not math.isfinite(spec[key]):
+            raise SweepError(f"{where}.{key}={spec[key]!r} is not allowed: a finite number (wandb would draw nan or inf)")
+    for key in POSITIVE_KEYS:
         if key in spec and spec[key] <= 0:
-            raise SweepError(f"{where}.{key}={spec[key]!r} is not allowed: a number > 0")
+            raise SweepError(f"{where}.{key}={spec[key]!r} is not allowed: a number > 0 (wandb's schema takes 0, "
+                             "then draws nan)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -206,16 +166,28 @@ def _validate_bounds(where: str, distribution: str, spec: dict[str, Any]) -> Non
 
 
 def grid_assignments(parameters: dict[str, dict[str, Any]], count: int | None = None) -> list[dict[str, Any]]:
-    """Every combination of the parameters' values (the first `count`), in file order (the last parameter
-    varies fastest). A grid too large to list is refused unless `count` bounds it."""
+    """Every combination of the parameters' grid points (the first `count`), in file order (the last
+    parameter varies fastest). Each parameter's points are wandb's (rules.grid_points: ranges listed,
+    1 and 1.0 one point); wandb's own grid runs the same combinations, its parameters in sorted order.
+    A grid too large to list is refused unless `count` bounds it."""
     names = list(parameters)
-    choices = [[spec["value"]] if "value" in spec else spec["values"] for spec in parameters.values()]
+    choices = [_grid_points(name, spec) for name, spec in parameters.items()]
     size = math.prod(len(values) for values in choices)
     if count is None and size > GRID_LIMIT:
         raise SweepError(f"the grid has {size} trials, more than the {GRID_LIMIT} the launcher lists and composes "
                          "up front: run the first ones with --count N, or use method: random")
     combinations = itertools.islice(itertools.product(*choices), count)
     return [dict(zip(names, combination)) for combination in combinations]
+
+
+def _grid_points(name: str, spec: dict[str, Any]) -> list[Any]:
+    # A range is listed up front whatever --count takes from it: one of millions of points is refused here.
+    size = rules.grid_size(name, spec)
+    if size > GRID_LIMIT and "values" not in spec:
+        raise SweepError(f"parameters.{name}: min={spec['min']!r}, max={spec['max']!r} gives the grid {size} points, "
+                         f"more than the {GRID_LIMIT} the launcher lists: narrow min and max (or raise q), "
+                         "or use method: random")
+    return rules.grid_points(name, spec)
 
 
 def shown_overrides(assignment: dict[str, Any]) -> list[str]:
