@@ -1,10 +1,14 @@
 """Test a saved model: `python eval.py ckpt_path=outputs/<run>/checkpoints/best.ckpt`."""
 
-import hydra
-from omegaconf import DictConfig
+from mlplab.cli import entry, exit_on_stop_signals, report_errors
 
-import mlplab.runfiles  # noqa: F401 - registers the run-directory resolvers used by conf/eval.yaml
-from mlplab.cli import entry, report_errors
+# A stop at any point exits with 128 + N and writes no result (a test set half-seen is none).
+exit_on_stop_signals()
+
+import hydra  # noqa: E402 - after the signal handlers, which must cover its import time
+from omegaconf import DictConfig  # noqa: E402
+
+import mlplab.runfiles  # noqa: F401,E402 - registers the run-directory resolvers used by conf/eval.yaml
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")

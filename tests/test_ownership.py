@@ -111,3 +111,22 @@ def test_resume_of_what_is_not_a_run_directory_is_refused(tmp_path, resume):
     result = run_script("train.py", "+experiment=smoke", f"resume={tmp_path / resume}")
     assert_one_line_error(result, "resume=")
     assert not (tmp_path / resume / "status.json").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", ["train.py", "eval.py"])
+def test_a_stop_at_any_moment_of_start_up_exits_128_plus_n_without_a_traceback_or_a_result(tmp_path, script):
+    run = tmp_path / "run"
+    if script == "eval.py":
+        assert run_script("train.py", "+experiment=smoke", f"hydra.run.dir={run}").returncode == 0
+    for index, (delay, signum) in enumerate([(0.2, signal.SIGTERM), (0.7, signal.SIGINT), (1.2, signal.SIGTERM),
+                                             (1.7, signal.SIGTERM), (2.4, signal.SIGHUP), (3.2, signal.SIGTERM)]):
+        args = (["+experiment=smoke", "trainer.max_epochs=50", "trainer.limit_train_batches=1.0"] if script == "train.py"
+                else [f"ckpt_path={run}/checkpoints/best.ckpt"])
+        process = start_script(script, *args, f"hydra.run.dir={tmp_path / f'stopped{index}'}")
+        time.sleep(delay)
+        process.send_signal(signum)
+        out, err = process.communicate(timeout=120)
+        assert process.returncode == 128 + signum, (delay, signum, process.returncode, err[-2000:])
+        assert "Traceback" not in out + err and "error:" not in err, (delay, err[-2000:])
+        assert not (tmp_path / f"stopped{index}" / "metrics.json").exists()

@@ -10,6 +10,7 @@ the run's error.log, which holds the traceback. `HYDRA_FULL_ERROR=1` still gives
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -21,6 +22,30 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 MAX_LINE = 600
 # Messages of torch and Python that mean memory ran out, whatever the exception type.
 OUT_OF_MEMORY = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_stopped_by: int | None = None
+
+
+def exit_on_stop_signals() -> None:
+    """Until a run takes the stop signals over (mlplab.guards), SIGINT, SIGTERM and SIGHUP exit with
+    128 + N, as a stopped run does, instead of Python's default (a KeyboardInterrupt traceback, or
+    death by the signal)."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _exit_stopped)
+
+
+def _exit_stopped(signum: int, frame: object) -> None:
+    global _stopped_by
+    _stopped_by = signum
+    sys.exit(128 + signum)
+
+
+def _exit_if_stopped() -> None:
+    # A stop that landed inside an import (a C extension's start) surfaces as that import's error.
+    if _stopped_by is not None:
+        sys.exit(128 + _stopped_by)
 
 
 def one_line(error: BaseException) -> str:
@@ -75,14 +100,17 @@ def report_errors(output_dir: Path | str | None) -> Iterator[None]:
     try:
         yield
     except UserError as error:
+        _exit_if_stopped()
         if folder is not None:
             record_refusal(folder, error)
         fail(str(error))
     except OSError as error:  # a full disk or a vanished folder while writing checkpoints or logs
+        _exit_if_stopped()
         where = error.filename or folder
         fail(f"{error.strerror or one_line(error)}: {where}; free space there or point paths.output_root=... "
              "at another folder")
     except Exception as error:  # noqa: BLE001 - the last line of defence: never a bare traceback
+        _exit_if_stopped()
         if os.environ.get(FULL_ERROR) == "1" and not _set_by_us():
             raise
         fail(unexpected(error, folder))
@@ -115,6 +143,7 @@ def entry(main: Callable[[], object]) -> None:
     try:
         main()
     except Exception as error:  # noqa: BLE001 - Hydra's composition and override errors
+        _exit_if_stopped()
         fail(hydra_message(error))
 
 

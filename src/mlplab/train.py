@@ -24,7 +24,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Callback, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
@@ -189,17 +189,30 @@ def prepare_resume(output_dir: Path, loggers: list) -> Path | None:
     return checkpoint
 
 
-def smoke_reason(trainer: DictConfig) -> str | None:
+def _covers_all(limit: Any) -> bool:
+    """A `limit_*_batches` that leaves nothing out: unset, or the fraction 1.0 (the int 1 is one batch)."""
+    return limit is None or (isinstance(limit, float) and limit == 1.0)
+
+
+def smoke_reason(cfg: DictConfig) -> str | None:
     """Why a run is only a check that the pipeline works, not a result (None: it is a result).
 
-    fast_dev_run trains and tests a batch or two; limits leave out part of an epoch, of the
-    validation set (which selects the tested checkpoint) or of the test set.
+    fast_dev_run trains and tests a batch or two; limits and overfit_batches leave out part of an
+    epoch, of the validation set (which selects the tested checkpoint) or of the test set; a
+    max_steps that ends before max_epochs cuts the training short.
     """
+    trainer = cfg.trainer
     if trainer.get("fast_dev_run"):
         return f"trainer.fast_dev_run={trainer.fast_dev_run}"
-    limits = [f"trainer.{name}={value}" for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
-              if (value := trainer.get(name)) not in (1.0, None)]
-    return ", ".join(limits) or None
+    reasons = [f"trainer.{name}={value}" for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+               if not _covers_all(value := trainer.get(name))]
+    if trainer.get("overfit_batches"):
+        reasons.append(f"trainer.overfit_batches={trainer.overfit_batches}")
+    max_steps = trainer.get("max_steps")
+    epoch_steps = -(-(get_class(cfg.data._target_).train_size - cfg.data.val_size) // cfg.data.batch_size)
+    if max_steps not in (None, -1) and max_steps < epoch_steps * trainer.max_epochs:
+        reasons.append(f"trainer.max_steps={max_steps} ends before trainer.max_epochs={trainer.max_epochs}")
+    return ", ".join(reasons) or None
 
 
 def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, datamodule: MNISTDataModule,
@@ -221,7 +234,7 @@ def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, da
         "global_steps": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(clock.wall_seconds, 3),
-        "smoke": smoke_reason(cfg.trainer),
+        "smoke": smoke_reason(cfg),
     }
 
 
