@@ -7,14 +7,22 @@ BIN := $(VENV)/bin
 MNIST_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(abspath data))
 export MNIST_ROOT
 
-.PHONY: setup train test test-fast bench clean
+.PHONY: setup lock train test test-fast bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# The exact versions (and hashes) of requirements/lock.txt, then the project itself on top.
+$(VENV)/.installed: pyproject.toml requirements/lock.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -e '.[dev]'
+	$(BIN)/pip install --require-hashes -r requirements/lock.txt
+	$(BIN)/pip install --no-deps -e .
 	touch $@
+
+# After changing pyproject's dependencies: resolve them again into requirements/lock.txt.
+lock: setup
+	$(BIN)/pip install -q pip-tools
+	$(BIN)/pip-compile --quiet --extra dev --generate-hashes --strip-extras --allow-unsafe --no-emit-index-url \
+		--no-emit-find-links -c requirements/torch.txt -o requirements/lock.txt pyproject.toml
 
 train: setup
 	$(BIN)/python train.py $(ARGS)
