@@ -18,7 +18,7 @@ import optuna
 import pytest
 import yaml
 
-from helpers import REPO, compose_config, script_env
+from helpers import REPO, compose_config, script_env, wait_until
 from mlplab.checks import check_config
 from mlplab.overrides import override
 from mlplab.sweep import search
@@ -388,15 +388,6 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-
-
-def wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from helpers import REPO, script_env
+from helpers import REPO, probe_project, script_env, wait_until
 from mlplab.overrides import override
 from mlplab.sweep import shared
 from mlplab.sweep.__main__ import main
@@ -58,11 +58,7 @@ if __name__ == "__main__":
 
 @pytest.fixture
 def program_root(tmp_path: Path) -> Path:
-    root = tmp_path / "project"
-    (root / "conf").mkdir(parents=True)
-    (root / "conf" / "config.yaml").write_text("seed: 0\nwork: 1.0\nresume: null\nledger: /dev/null\n")
-    (root / "probe.py").write_text(PROBE)
-    return root
+    return probe_project(tmp_path, PROBE, "seed: 0\nwork: 1.0\nresume: null\nledger: /dev/null\n")
 
 
 def probe_sweep(folder: Path, seeds: int, work: float, ledger: Path) -> Path:
@@ -86,15 +82,6 @@ def ledger_lines(ledger: Path) -> list[tuple[str, str]]:
 
 def records(sweep_dir: Path) -> dict[str, dict]:
     return {path.parent.name: json.loads(path.read_text()) for path in sorted(sweep_dir.glob("*/trial.json"))}
-
-
-def wait_until(condition, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.2)
-    return False
 
 
 def one_line(captured) -> str:

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-from helpers import REPO, script_env
+from helpers import REPO, probe_project, script_env
 from mlplab.overrides import override
 from mlplab.report.__main__ import main as report_main
 from mlplab.report.runs import load_runs
@@ -65,12 +65,7 @@ if __name__ == "__main__":
 
 @pytest.fixture
 def program_root(tmp_path: Path) -> Path:
-    """A folder holding probe.py and its conf/config.yaml, as a project holds train.py and conf/."""
-    root = tmp_path / "project"
-    (root / "conf").mkdir(parents=True)
-    (root / "conf" / "config.yaml").write_text("seed: 0\nbehaviour: finish\nbroken: ${nope}\n")
-    (root / "probe.py").write_text(PROBE)
-    return root
+    return probe_project(tmp_path, PROBE, "seed: 0\nbehaviour: finish\nbroken: ${nope}\n")
 
 
 def sweep_file(folder: Path, values: list, *fixed: str, name: str = "probe.yaml", key: str = "behaviour") -> Path:

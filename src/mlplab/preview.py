@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 from omegaconf.errors import OmegaConfBaseException
 
 from mlplab.checks import check_config
-from mlplab.cli import one_line
+from mlplab.cli import hydra_message, one_line
 from mlplab.data import load_split, verify_files
 from mlplab.errors import UserError
 from mlplab.plots.run import augmentation_figure
@@ -137,8 +137,11 @@ def main(argv: Sequence[str]) -> int:
     except UsageError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
         return 2
-    except (UserError, HydraException, OmegaConfBaseException) as error:
+    except UserError as error:
         print(f"error: {one_line(error)}", file=sys.stderr)
+        return 1
+    except (HydraException, OmegaConfBaseException) as error:
+        print(f"error: {hydra_message(error)}", file=sys.stderr)
         return 1
     except OSError as error:  # reading the data: an unreadable data.root
         print(f"error: {error.strerror or one_line(error)}: {error.filename or ''}; point data.root (or MNIST_ROOT) "

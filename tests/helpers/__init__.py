@@ -141,3 +141,22 @@ def coloured_fraction(pixels: np.ndarray, tolerance: int = 30) -> float:
     channels = pixels.astype(int)
     spread = channels.max(axis=-1) - channels.min(axis=-1)
     return float((spread > tolerance).mean())
+
+
+def wait_until(condition, seconds: float) -> bool:
+    """Poll `condition` every 0.2 s for up to `seconds`; whether it became true."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def probe_project(tmp_path: Path, program: str, config_yaml: str) -> Path:
+    """A folder holding probe.py and its conf/config.yaml, as a project holds train.py and conf/."""
+    root = tmp_path / "project"
+    (root / "conf").mkdir(parents=True)
+    (root / "conf" / "config.yaml").write_text(config_yaml)
+    (root / "probe.py").write_text(program)
+    return root
