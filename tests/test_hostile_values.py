@@ -196,7 +196,8 @@ PROMISE_IDS = [" ".join(case[0]) for case in BROKEN_PROMISES]
 STILL_ACCEPTED = [["norm.momentum=null"], ["+optimizer.foreach=null"], ["+optimizer.fused=false"],
                   ["optimizer=adam", "+optimizer.amsgrad=true"], ["tags=[a,b]"], ["tags=[]"], ["data.seed=0"],
                   ["data.download=false"], ["+trainer.val_check_interval=1.0"],
-                  ["+trainer.val_check_interval=0.5", "data.chunk=1"], ["+trainer.val_check_interval=10", "data.chunk=1"]]
+                  ["+trainer.val_check_interval=0.5", "data.chunk=1"],
+                  ["+trainer.val_check_interval=10", "data.chunk=1"]]
 
 
 @pytest.mark.parametrize("overrides, named", BROKEN_PROMISES, ids=PROMISE_IDS)
@@ -276,16 +277,12 @@ def test_train_py_names_an_output_root_it_cannot_create(tmp_path):
 # Hydra resolves the run directory (named from `name`) and creates a multirun's sweep directory
 # before the task runs, so these are answered by mlplab.runfiles / mlplab.resume, not by the checks.
 @pytest.mark.slow
-@pytest.mark.xfail(reason="runfiles.run_name joins name=None before check_run can see it; the guard's line names "
-                          "hydra.run.dir, not name", strict=False)
 def test_train_py_names_a_null_name_when_it_names_the_run_directory(tmp_path):
     result = run_script("train.py", "+experiment=smoke", "name=null", f"paths.output_root={tmp_path}")
     assert_refused_before_data(result, tmp_path, "name=")
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="Hydra's BasicSweeper creates hydra.sweep.dir before any callback checks it: "
-                          "'[Errno 2] No such file or directory' without a hint", strict=False)
 def test_a_multirun_names_an_output_root_it_cannot_create(tmp_path):
     result = run_script("train.py", "-m", "+experiment=smoke", "paths.output_root=/proc/x")
     assert_refused_before_data(result, tmp_path, "paths.output_root")

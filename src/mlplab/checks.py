@@ -6,11 +6,13 @@ Sizes that depend on the data set come from the data module's class, not from co
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from numbers import Integral, Real
 from typing import Any
 
+import yaml
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +27,10 @@ L2_MODES = ("none", "penalty", "decoupled")
 DECOUPLED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
 GPU_ACCELERATORS = ("gpu", "cuda")
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+MAX_TAG = 64  # characters: wandb refuses longer tags when the run starts, after the data is read
+# Switches of torch's optimizers; where torch defaults them to None (its own choice), null is allowed.
+OPTIMIZER_SWITCHES = ("amsgrad", "nesterov", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
+OPTIMIZER_TRISTATES = ("fused", "foreach")
 
 
 def _is_int(value: Any) -> bool:
@@ -40,14 +46,25 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{key}={value!r} is not allowed: {allowed}.")
 
 
+def _require_switch(cfg: DictConfig, key: str, allow_null: bool = False) -> None:
+    value = OmegaConf.select(cfg, key)
+    ok = isinstance(value, bool) or (allow_null and value is None)
+    _require(ok, key, value, "true or false" + (" (or null: torch's default)" if allow_null else ""))
+
+
+def _bound(limit: float) -> str:
+    """A limit as a user types it: integers in full (a seed's 4294967295), other numbers short."""
+    return str(limit) if _is_int(limit) else f"{limit:g}"
+
+
 def _require_number(cfg: DictConfig, key: str, low: float, high: float | None = None, *, integer: bool = False,
                     low_open: bool = False, high_open: bool = False) -> None:
     value = OmegaConf.select(cfg, key)
     kind = "an integer" if integer else "a finite number"
     if high is None:
-        bounds = f"{'>' if low_open else '>='} {low:g}"
+        bounds = f"{'>' if low_open else '>='} {_bound(low)}"
     else:
-        bounds = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        bounds = f"in {'(' if low_open else '['}{_bound(low)}, {_bound(high)}{')' if high_open else ']'}"
     ok = (_is_int(value) if integer else _is_number(value) and math.isfinite(value))
     ok = ok and (value > low if low_open else value >= low)
     ok = ok and (high is None or (value < high if high_open else value <= high))
@@ -58,22 +75,50 @@ def check_run(cfg: DictConfig) -> None:
     _require_number(cfg, "seed", 0, MAX_SEED, integer=True)
     _require(isinstance(cfg.name, str) and cfg.name.strip() != "" and "/" not in cfg.name, "name", cfg.name,
              "a non-empty run name without '/' (it names the run directory)")
+    tags = OmegaConf.to_object(cfg.tags) if OmegaConf.is_list(cfg.get("tags")) else cfg.get("tags")
+    ok = isinstance(tags, list) and all(isinstance(tag, str) and 1 <= len(tag) <= MAX_TAG for tag in tags)
+    _require(ok, "tags", tags, f"a list of strings of 1 to {MAX_TAG} characters, e.g. tags=[baseline,adam] "
+             "(tags=[] for none)")
+
+
+@functools.cache
+def model_keys() -> tuple[str, ...]:
+    """The keys conf/model/mlp.yaml defines: the only ones the model reads."""
+    from mlplab.runfiles import conf_dir
+
+    return tuple(yaml.safe_load((conf_dir() / "model" / "mlp.yaml").read_text()))
 
 
 def check_model(cfg: DictConfig) -> None:
-    sizes = OmegaConf.to_object(cfg.model.hidden_sizes) if OmegaConf.is_list(cfg.model.hidden_sizes) else None
-    _require(isinstance(sizes, list) and len(sizes) > 0, "model.hidden_sizes", cfg.model.hidden_sizes,
+    # A key the model does not read (a typo, a stale option) would otherwise be silently ignored.
+    settings = OmegaConf.to_container(cfg.model, resolve=False)
+    for key, value in settings.items():
+        _require(key in model_keys(), f"model.{key}", value,
+                 f"the model reads only model.{{{', '.join(model_keys())}}} (conf/model/mlp.yaml); remove it")
+    hidden_sizes = cfg.model.get("hidden_sizes")
+    sizes = OmegaConf.to_object(hidden_sizes) if OmegaConf.is_list(hidden_sizes) else None
+    _require(isinstance(sizes, list) and len(sizes) > 0, "model.hidden_sizes", hidden_sizes,
              "a non-empty list of widths, e.g. model.hidden_sizes=[100] or [256,128]")
     for size in sizes:
         _require(_is_int(size) and size > 0, "model.hidden_sizes", sizes, "every width must be an integer > 0")
-    _require(cfg.model.init in INITS, "model.init", cfg.model.init, f"one of {', '.join(INITS)}")
+    _require(cfg.model.get("init") in INITS, "model.init", cfg.model.get("init"), f"one of {', '.join(INITS)}")
     for key in ("compile", "cuda_graph"):
         _require(isinstance(cfg.model.get(key, False), bool), f"model.{key}", cfg.model.get(key), "true or false")
-    p = cfg.dropout.p
+    p = cfg.dropout.get("p")
     _require(_is_number(p) and 0 <= p < 1, "dropout.p", p, "a probability in [0, 1)")
 
 
+def check_norm(cfg: DictConfig) -> None:
+    """eps and momentum of whichever norm option has them (batch, layer, rms)."""
+    # torch takes eps=inf and normalizes every unit to 0: a run that finishes at chance.
+    if "eps" in cfg.norm:
+        _require_number(cfg, "norm.eps", 0, low_open=True)
+    if "momentum" in cfg.norm and cfg.norm.momentum is not None:  # torch's None: a cumulative average
+        _require_number(cfg, "norm.momentum", 0, 1)
+
+
 def check_data(cfg: DictConfig) -> None:
+    """The data module's values on their own (a checkpoint's data settings are held to them too)."""
     _require(isinstance(cfg.data.root, str) and cfg.data.root != "", "data.root", cfg.data.root,
              "the folder that holds MNIST/raw/ (or set MNIST_ROOT)")
     for key in ("data.batch_size", "data.eval_batch_size"):
@@ -84,14 +129,13 @@ def check_data(cfg: DictConfig) -> None:
     val_size = cfg.data.val_size
     _require(_is_int(val_size) and 0 <= val_size < train_size, "data.val_size", val_size,
              f"an integer in [0, {train_size}) (0 validates on nothing)")
-    mode = cfg.data.normalize.mode
+    normalize = cfg.data.get("normalize")
+    mode = normalize.get("mode") if OmegaConf.is_dict(normalize) else normalize
     _require(mode in NORMALIZE_MODES, "data.normalize.mode", mode, f"one of {', '.join(NORMALIZE_MODES)}")
-    last_batch = (train_size - val_size) % cfg.data.batch_size
-    if cfg.norm._target_ == "torch.nn.BatchNorm1d" and last_batch == 1:
-        raise ConfigError(
-            f"data.val_size={val_size} leaves a last training batch of 1 image (data.batch_size="
-            f"{cfg.data.batch_size}), which norm=batch cannot normalize: change data.val_size by one."
-        )
+    if "seed" in cfg.data:
+        _require_number(cfg, "data.seed", 0, MAX_SEED, integer=True)
+    if "download" in cfg.data:
+        _require_switch(cfg, "data.download")
 
 
 def check_augment(cfg: DictConfig) -> None:
@@ -114,6 +158,9 @@ def check_optimization(cfg: DictConfig) -> None:
         _require_number(cfg, "optimizer.momentum", 0, 1)
     if "eps" in cfg.optimizer:
         _require_number(cfg, "optimizer.eps", 0, low_open=True)
+    for key in OPTIMIZER_SWITCHES + OPTIMIZER_TRISTATES:
+        if key in cfg.optimizer:
+            _require_switch(cfg, f"optimizer.{key}", allow_null=key in OPTIMIZER_TRISTATES)
     if "betas" in cfg.optimizer:
         betas = OmegaConf.to_object(cfg.optimizer.betas) if OmegaConf.is_list(cfg.optimizer.betas) else None
         ok = isinstance(betas, list) and len(betas) == 2 and all(_is_number(b) and 0 <= b < 1 for b in betas)
@@ -126,11 +173,15 @@ def check_optimization(cfg: DictConfig) -> None:
         _require_number(cfg, "scheduler.gamma", 0, low_open=True)
     if "eta_min" in scheduler:
         _require_number(cfg, "scheduler.eta_min", 0)
-    _require(cfg.l2.mode in L2_MODES, "l2.mode", cfg.l2.mode, f"one of {', '.join(L2_MODES)}")
-    _require_number(cfg, "l2.weight", 0)
+    check_l2(cfg)
     if cfg.l2.mode == "decoupled":
         _require(cfg.optimizer._target_ in DECOUPLED_OPTIMIZERS, "optimizer", cfg.optimizer._target_,
                  "l2=decoupled is AdamW-style decay; use optimizer=adam or adamw, or l2=penalty with sgd")
+
+
+def check_l2(cfg: DictConfig) -> None:
+    _require(cfg.l2.get("mode") in L2_MODES, "l2.mode", cfg.l2.get("mode"), f"one of {', '.join(L2_MODES)}")
+    _require_number(cfg, "l2.weight", 0)
 
 
 def check_trainer(cfg: DictConfig) -> None:
@@ -145,6 +196,11 @@ def check_trainer(cfg: DictConfig) -> None:
             _require(ok, f"trainer.{key}", value, f"a number of batches >= 1 or a fraction in (0, 1] (0 {what})")
     check_train_fraction(cfg)
     interval = trainer.get("val_check_interval")
+    if interval is not None:
+        ok = (_is_int(interval) and interval >= 1) or (_is_number(interval) and not _is_int(interval)
+                                                        and 0 < interval <= 1)
+        _require(ok, "trainer.val_check_interval", interval,
+                 "a number of batches >= 1 or a fraction of the epoch in (0, 1]")
     if interval is not None and interval != 1.0 and cfg.data.get("chunk", 1) > 1:
         raise ConfigError(
             f"trainer.val_check_interval={interval} counts Lightning batches, which hold data.chunk="
@@ -222,6 +278,13 @@ def check_combinations(cfg: DictConfig) -> None:
             f"norm=batch needs at least 2 samples per batch, but data.batch_size={cfg.data.batch_size}: "
             "raise data.batch_size or use norm=layer / norm=rms, which work per sample."
         )
+    val_size = cfg.data.val_size
+    last_batch = (get_class(cfg.data._target_).train_size - val_size) % cfg.data.batch_size
+    if cfg.norm._target_ == "torch.nn.BatchNorm1d" and last_batch == 1:
+        raise ConfigError(
+            f"data.val_size={val_size} leaves a last training batch of 1 image (data.batch_size="
+            f"{cfg.data.batch_size}), which norm=batch cannot normalize: change data.val_size by one."
+        )
 
 
 def check_targets_of_config(cfg: DictConfig) -> None:
@@ -231,8 +294,8 @@ def check_targets_of_config(cfg: DictConfig) -> None:
 # Targets first (nothing may be built before they pass); the builds and the memory estimate last,
 # once every value they read is known to be in range.
 CHECKS: tuple[Callable[[DictConfig], None], ...] = (
-    check_targets_of_config, check_run, check_model, check_data, check_augment, check_optimization, check_trainer,
-    check_trainer_arguments, check_combinations, check_wandb_environment, check_memory, check_builds,
+    check_targets_of_config, check_run, check_model, check_norm, check_data, check_augment, check_optimization,
+    check_trainer, check_trainer_arguments, check_combinations, check_wandb_environment, check_memory, check_builds,
 )
 
 

@@ -134,6 +134,11 @@ class RunDirectoryGuard(HydraCallback):
         try:
             self._guard(config)
         except Exception as error:  # noqa: BLE001 - whatever kept the guard from checking
+            cause = error
+            while cause is not None and not isinstance(cause, UserError):  # e.g. name=null, inside a resolver
+                cause = cause.__cause__ or cause.__context__
+            if cause is not None:
+                sys.exit(f"error: {cause}")
             reason = " ".join(str(error).split()) or type(error).__name__
             sys.exit(f"error: the run directory could not be checked before the run ({reason[:300]}); "
                      "check hydra.run.dir and paths.output_root.")
@@ -168,6 +173,12 @@ class RunDirectoryGuard(HydraCallback):
             status = read_status(folder).get("status", "unknown")
             sys.exit(f"error: {folder} already holds a run (status: {status}); choose another hydra.run.dir, "
                      f"or continue that run with {shlex.quote(readable_override('resume', str(folder)))}")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.sweep.dir))
+        if not _can_create(folder):
+            sys.exit(f"error: cannot create the sweep directory {folder}: point paths.output_root=... "
+                     "(or hydra.sweep.dir=...) at a writable folder.")
 
     @staticmethod
     def _requeued(folder: Path) -> bool:

@@ -268,6 +268,9 @@ def run_name(name: str, overrides: list[str] | None = None) -> str:
     """`<name>` then `+key-value` for each override that changes the run (lists as `10.20`), so a
     folder says what was overridden; characters that would need quoting in an override (`resume=`)
     are left out. A name that would be too long ends in a hash of the overrides instead."""
+    if not isinstance(name, str) or not name.strip() or "/" in name:
+        raise UserError(f"name={name!r} is not allowed: a non-empty run name without '/' (it names the run "
+                        "directory).")
     parts = [name]
     for override in overrides or []:
         key, _, value = str(override).partition("=")
