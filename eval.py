@@ -1,6 +1,6 @@
 """Test a saved model: `python eval.py ckpt_path=outputs/<run>/checkpoints/best.ckpt`."""
 
-from mlplab.cli import entry, exit_on_stop_signals, report_errors
+from mlplab.cli import entry, exit_on_stop_signals, output_dir_of, report_errors
 
 # A stop at any point exits with 128 + N and writes no result (a test set half-seen is none).
 exit_on_stop_signals()
@@ -13,7 +13,7 @@ import mlplab.runfiles  # noqa: F401,E402 - registers the run-directory resolver
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> float:
-    with report_errors(cfg.paths.output_dir):
+    with report_errors(output_dir_of(cfg)):
         from mlplab.evaluate import run
 
         return run(cfg)["test_acc"]

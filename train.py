@@ -1,6 +1,6 @@
 """Train one MLP on MNIST: `python train.py [+experiment=NAME] [group=option] [key=value ...]`."""
 
-from mlplab.cli import entry, exit_on_stop_signals, report_errors
+from mlplab.cli import entry, exit_on_stop_signals, output_dir_of, report_errors
 
 # A stop during the seconds of imports and start-up exits with 128 + N, as the run would.
 exit_on_stop_signals()
@@ -13,7 +13,7 @@ import mlplab.runfiles  # noqa: F401,E402 - registers the run-directory resolver
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    with report_errors(cfg.paths.output_dir):
+    with report_errors(output_dir_of(cfg)):
         from mlplab.checks import check_config
         from mlplab.train import run
 

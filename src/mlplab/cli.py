@@ -87,6 +87,15 @@ def unexpected(error: BaseException, output_dir: Path | None) -> str:
     return f"{type(error).__name__}: {one_line(error)}{where}"
 
 
+def output_dir_of(cfg: object) -> str | None:
+    """The run's folder (`paths.output_dir`), or None where the config cannot say: a config from
+    elsewhere without `paths`, say; the checks then name what is missing."""
+    try:
+        return str(cfg.paths.output_dir)  # type: ignore[attr-defined]
+    except Exception:  # noqa: BLE001 - any reason the folder is unknown
+        return None
+
+
 @contextmanager
 def report_errors(output_dir: Path | str | None) -> Iterator[None]:
     """Turn every error of the enclosed run into one `error:` line and exit status 1.

@@ -30,10 +30,21 @@ NAME_FLAGS = ("--config-name", "-cn")
 HYDRA_MODULES = ("hydra._internal.", "hydra_plugins.")
 GUARD = "mlplab.resume.RunDirectoryGuard"
 LOGGING_GROUPS = ("job_logging", "hydra_logging")
-# Hydra settings that name something Hydra builds or an environment it sets: an override of one on
-# the command line is held to the same rules as a folder from elsewhere.
-BUILDING_HYDRA_KEYS = ("hydra.callbacks", "hydra.job_logging", "hydra.hydra_logging", "hydra.launcher",
-                       "hydra.sweeper", "hydra.job.env_set")
+
+
+# Hydra's long options: its argument parser takes any unambiguous prefix of them (--config-d=...).
+HYDRA_LONG_OPTIONS = ("--help", "--hydra-help", "--version", "--cfg", "--resolve", "--package", "--run", "--multirun",
+                      "--shell-completion", "--config-path", "--config-name", "--config-dir", "--experimental-rerun",
+                      "--info")
+REFUSED_FLAGS = ("--experimental-rerun",)
+
+
+def canonical_flag(flag: str) -> str:
+    """The long option a (possibly shortened) flag means, as Hydra's parser reads it."""
+    if not flag.startswith("--") or flag in HYDRA_LONG_OPTIONS:
+        return flag
+    matches = [option for option in HYDRA_LONG_OPTIONS if option.startswith(flag)]
+    return matches[0] if len(matches) == 1 else flag
 
 
 def flag_values(argv: list[str], flags: tuple[str, ...] | dict[str, str]) -> list[tuple[str, str]]:
@@ -41,10 +52,17 @@ def flag_values(argv: list[str], flags: tuple[str, ...] | dict[str, str]) -> lis
     found = []
     for index, argument in enumerate(argv):
         flag, equals, value = argument.partition("=")
+        flag = canonical_flag(flag)
         if flag in flags:
             value = value if equals else (argv[index + 1] if index + 1 < len(argv) else "")
             found.append((flag, value))
     return found
+
+
+def sets_hydra(override: str) -> bool:
+    """Whether an override sets any of Hydra's own settings (`hydra.x=`, `++hydra={...}`, `hydra/x=`)."""
+    key = override.partition("=")[0].lstrip("+~").strip()
+    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
 
 
 def command_overrides(argv: list[str]) -> list[str]:
@@ -54,8 +72,8 @@ def command_overrides(argv: list[str]) -> list[str]:
         if skip:
             skip = False
         elif argument.startswith("-"):
-            skip = "=" not in argument and argument in (*FOLDER_FLAGS, *NAME_FLAGS, "--cfg", "-c", "--package", "-p",
-                                                         "--info", "-i", "--experimental-rerun")
+            skip = "=" not in argument and canonical_flag(argument) in (
+                *FOLDER_FLAGS, *NAME_FLAGS, "--cfg", "-c", "--package", "-p", "--info", "-i", "--experimental-rerun")
         else:
             overrides.append(argument)
     return overrides
@@ -130,16 +148,24 @@ def check_foreign_configs(argv: list[str], script: Path) -> list[str]:
     from mlplab.runfiles import conf_dir
     from mlplab.targets import check_targets
 
+    for argument in argv:
+        if canonical_flag(argument.partition("=")[0]) in REFUSED_FLAGS:
+            raise ConfigError(f"{argument.partition('=')[0]} is refused: Hydra would unpickle the file it names, which "
+                              "can run any code; rerun from the run's saved config instead: --config-path "
+                              "<run>/.hydra --config-name config")
     source = foreign_source(argv, script)
     if source is None:
-        if not any(override.lstrip("+~").startswith(BUILDING_HYDRA_KEYS) for override in command_overrides(argv)):
+        if not any(sets_hydra(override) for override in command_overrides(argv)):
             return argv
+        command_line = True
         source = conf_dir(), (flag_values(argv, NAME_FLAGS) or [("", "config")])[-1][1], []
+    else:
+        command_line = False
     folder, name, search = source
     from mlplab.overrides import quoted_value
 
     overrides = [f"hydra.searchpath=[{','.join(map(quoted_value, search))}]"] if search else []
-    label = str(folder / f"{name}.yaml")
+    label = "the command line's hydra overrides" if command_line else str(folder / f"{name}.yaml")
     try:  # with the command line's overrides (they may pick options of the folder), else without
         composed = compose_hydra(folder, name, [*overrides, *command_overrides(argv)])
     except Exception:  # noqa: BLE001 - e.g. multirun's a,b lists, which compose only as a sweep

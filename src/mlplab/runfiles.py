@@ -271,7 +271,7 @@ def run_name(name: str, overrides: list[str] | None = None) -> str:
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise UserError(f"name={name!r} is not allowed: a non-empty run name without '/' (it names the run "
                         "directory).")
-    parts = [name]
+    parts = [_UNSAFE.sub(".", name).strip(".") or "run"]
     for override in overrides or []:
         key, _, value = str(override).partition("=")
         key = key.lstrip("+~")

@@ -194,6 +194,16 @@ def _covers_all(limit: Any) -> bool:
     return limit is None or (isinstance(limit, float) and limit == 1.0)
 
 
+def stopped_early(cfg: DictConfig, trainer: pl.Trainer, best_val: Any) -> str | None:
+    """Why a fit that was set up as a full run did not give one: it ended before its last epoch
+    (max_time), or no epoch was validated although there is a validation set."""
+    if trainer.current_epoch < cfg.trainer.max_epochs:
+        return f"training ended after {trainer.current_epoch} of trainer.max_epochs={cfg.trainer.max_epochs} epochs"
+    if cfg.data.val_size > 0 and best_val is None:
+        return "no epoch was validated (see trainer.check_val_every_n_epoch), so no checkpoint was selected"
+    return None
+
+
 def smoke_reason(cfg: DictConfig) -> str | None:
     """Why a run is only a check that the pipeline works, not a result (None: it is a result).
 
@@ -234,7 +244,7 @@ def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, da
         "global_steps": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(clock.wall_seconds, 3),
-        "smoke": smoke_reason(cfg),
+        "smoke": smoke_reason(cfg) or stopped_early(cfg, trainer, best_val),
     }
 
 

@@ -121,7 +121,7 @@ HYDRA_KEYS_ALLOWED = ("hydra.job.chdir", "hydra.job.name", "hydra.verbose")
 def check_hydra_key(key: str, path: Path | str) -> None:
     """Refuse a parameter or command override that sets Hydra's own machinery from a file."""
     bare = key.lstrip("+~")
-    if bare.startswith("hydra.") and bare not in HYDRA_KEYS_ALLOWED:
+    if (bare == "hydra" or bare.startswith("hydra.")) and bare not in HYDRA_KEYS_ALLOWED:
         raise SweepError(f"{path}: {key} is not allowed in a sweep file: Hydra builds what hydra.* names before any "
                          f"check (allowed: {', '.join(HYDRA_KEYS_ALLOWED)}; choose a launcher with "
                          "hydra/launcher=NAME)")

@@ -43,7 +43,7 @@ def parse_override(text: str) -> Any:
 def check_not_hydras(text: str, key: str) -> None:
     """hydra.* keys are refused here as spec.check_hydra_key refuses them in a sweep file."""
     bare = key.lstrip("+~")
-    if bare.startswith("hydra.") and bare not in HYDRA_KEYS_ALLOWED:
+    if (bare == "hydra" or bare.startswith("hydra.")) and bare not in HYDRA_KEYS_ALLOWED:
         raise SweepError(f"override {text!r} is not allowed: Hydra builds what hydra.* names before any check "
                          f"(allowed: {', '.join(HYDRA_KEYS_ALLOWED)}; choose a launcher with hydra/launcher=NAME)")
 
