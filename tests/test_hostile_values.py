@@ -286,3 +286,14 @@ def test_train_py_names_a_null_name_when_it_names_the_run_directory(tmp_path):
 def test_a_multirun_names_an_output_root_it_cannot_create(tmp_path):
     result = run_script("train.py", "-m", "+experiment=smoke", "paths.output_root=/proc/x")
     assert_refused_before_data(result, tmp_path, "paths.output_root")
+
+
+@pytest.mark.slow
+def test_a_fit_cut_short_by_max_time_is_a_smoke_check(tmp_path):
+    run = tmp_path / "run"
+    result = run_script("train.py", "+experiment=smoke", "trainer.limit_train_batches=1.0", "trainer.limit_val_batches=1.0",
+                        "trainer.limit_test_batches=1.0", "trainer.max_epochs=5", "+trainer.max_time=00:00:00:01",
+                        f"hydra.run.dir={run}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] < 5 and metrics["smoke"].startswith("training ended after")

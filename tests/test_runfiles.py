@@ -135,3 +135,11 @@ def test_names_too_long_to_spell_out_stay_apart_by_a_hash():
     second = [first[0], "seed=2"]
     assert runfiles.run_name("default", first) != runfiles.run_name("default", second)
     assert len(runfiles.run_name("default", first).encode()) <= runfiles.NAME_BYTES
+
+
+@pytest.mark.parametrize("name", ['x,y=ü', "it's", "a b", "[x]", "~x", "a\nb", "ü"])
+def test_a_run_name_of_any_characters_needs_no_quoting(name):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    folder = f"outputs/12-00-00_{runfiles.run_name(name, ['activation=gelu'])}"
+    assert OverridesParser.create().parse_override(f"resume={folder}").value() == folder

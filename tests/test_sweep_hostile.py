@@ -483,3 +483,14 @@ def test_a_sweep_file_naming_code_is_refused_before_any_trial(tmp_path, capsys, 
     line = one_error_line(capsys.readouterr())
     assert key.lstrip("+").split(".")[0] in line and ("is not allowed" in line or "is refused" in line)
     assert not (tmp_path / "sweep").exists()
+
+
+def test_a_sweep_may_not_set_hydra_as_a_whole(tmp_path, capsys):
+    sweep = tmp_path / "s.yaml"
+    sweep.write_text(yaml.safe_dump({
+        "program": "train.py", "method": "grid", "metric": {"name": "val/acc", "goal": "maximize"},
+        "parameters": {"seed": {"values": [1]}},
+        "command": ["${env}", "${interpreter}", "${program}", "+experiment=smoke", "${args_no_hyphens}"]}))
+    code = main([str(sweep), "--offline", "--dry-run", "--sweep-dir", str(tmp_path / "sweep"), "--program-root",
+                 str(REPO), "++hydra={callbacks:{evil:{_target_:logging.FileHandler,filename:/tmp/x}}}"])
+    assert code == 2 and "hydra" in one_error_line(capsys.readouterr())

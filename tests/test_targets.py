@@ -269,3 +269,29 @@ def test_command_line_overrides_of_hydras_machinery_are_held_to_the_same_rules(o
     with pytest.raises(UserError, match="is refused"):
         check_foreign_configs(["+experiment=smoke", *overrides], CONF.parent / "train.py")
     assert check_foreign_configs(["hydra/job_logging=stdout", "hydra.job.chdir=false"], CONF.parent / "train.py")
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["--experimental-rerun", "/tmp/x.pickle"], "--experimental-rerun"),
+    (["--experimental-r=/tmp/x.pickle"], "--experimental-r"),
+    (["++hydra={callbacks:{evil:{_target_:logging.FileHandler,filename:/tmp/x}}}"], "hydra.callbacks.evil"),
+    (["++hydra={job:{env_set:{A:1}}}"], "env_set"),
+    (["+hydra.job={env_set:{A:1}}"], "env_set"),
+    (["++hydra={callbacks:{run_directory_guard:null}}"], "run_directory_guard"),
+    (["++hydra={job_logging:{handlers:{file:{filename:/tmp/x}}}}"], "job_logging"),
+])
+def test_every_spelling_of_hydras_settings_on_the_command_line_is_checked(argv, named):
+    from mlplab.config_files import check_foreign_configs
+
+    with pytest.raises(UserError, match=named):
+        check_foreign_configs(["+experiment=smoke", *argv], CONF.parent / "train.py")
+
+
+def test_a_shortened_folder_flag_is_checked_like_the_whole_one(tmp_path):
+    from mlplab.config_files import check_foreign_configs
+
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(
+        {"seed": 1, "hydra": {"callbacks": {"evil": {"_target_": "logging.FileHandler", "filename": "/tmp/x"}}}}))
+    for flag in ("--config-p", "--config-pa", "--config-path"):
+        with pytest.raises(UserError, match="hydra.callbacks.evil"):
+            check_foreign_configs([f"{flag}={tmp_path}"], CONF.parent / "train.py")
