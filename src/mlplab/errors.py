@@ -7,3 +7,7 @@ class UserError(Exception):
 
 class ConfigError(UserError):
     """A config value is out of range or makes no sense with another one."""
+
+
+class SweepError(UserError):
+    """The sweep file or the launcher's options cannot work; the message says what to change."""

@@ -22,7 +22,7 @@ from typing import Any
 
 from mlplab import runfiles
 from mlplab.errors import UserError
-from mlplab.sweep import search
+from mlplab.sweep import search, storage
 from mlplab.sweep.composition import check_trials_compose
 from mlplab.sweep.offline import run_offline
 from mlplab.sweep.online import offline_reason, run_online
@@ -164,7 +164,7 @@ def print_dry_run(config: dict[str, Any], trials: list[Trial], program_root: Pat
         print(f"# {note}")
     if config["method"] == "bayes":
         print(f"# bayes: {count} trials in all, drawn one by one by Optuna's TPE (study "
-              f"{search.journal_path(sweep_dir)}), run in {program_root}")
+              f"{storage.journal_path(sweep_dir)}), run in {program_root}")
         return
     print(f"# {len(trials)} {config['method']} trials, run in {program_root}, into {sweep_dir}")
     for trial in trials:

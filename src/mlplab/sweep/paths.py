@@ -18,7 +18,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from mlplab.sweep.spec import SweepError
+from mlplab.errors import SweepError
 
 LINKS_DIR = "mlplab-sweep-links"
 INTERPOLATION_START = "${"

@@ -28,7 +28,6 @@ from mlplab.sweep.spec import SweepError
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the launcher prints one line per trial itself
 
 QUANTILE = 1e-6  # normal draws stay within ~4.75 sigma: the inverse CDF of 0 or 1 is infinite
-JOURNAL_FILE = "optuna.journal"
 # metric.name in a sweep file -> the key of a trial's metrics.json that holds it.
 METRIC_KEYS = {"val/acc": "val_acc_best", "val/acc_best": "val_acc_best", "test/acc": "test_acc",
                "test/loss": "test_loss"}
@@ -137,10 +136,6 @@ def metric_key(metric_name: str) -> str:
 # The study of an offline bayes sweep
 
 
-def journal_path(sweep_dir: Path) -> Path:
-    return sweep_dir / JOURNAL_FILE
-
-
 def tpe_sampler(seed: int) -> optuna.samplers.TPESampler:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constant_liar
@@ -154,7 +149,7 @@ def open_study(sweep_dir: Path, goal: str, seed: int, storage: optuna.storages.B
     constant_liar: while slots run trials in parallel, TPE counts the running ones as bad results,
     so two slots do not ask for the same point.
     """
-    from mlplab.sweep.storage import open_storage  # storage.py names the journal with journal_path
+    from mlplab.sweep.storage import open_storage
 
     storage = storage or open_storage(sweep_dir, None)
     study = optuna.create_study(storage=storage, sampler=tpe_sampler(seed), study_name=sweep_dir.name,

@@ -34,8 +34,8 @@ from mlplab.errors import UserError
 from mlplab.sweep import search
 from mlplab.sweep.liveness import STAMP, is_this_launcher, launcher_gone, show_signs_of_life, this_launcher
 from mlplab.sweep.spec import Trial, make_trial
-from mlplab.sweep.storage import (HEARTBEAT_SECONDS, STALE_AFTER, StudyLock, open_storage, retry_callback, shown_url,
-                                  storage_errors)
+from mlplab.sweep.storage import (HEARTBEAT_SECONDS, STALE_AFTER, StudyLock, journal_path, open_storage,
+                                  retry_callback, shown_url, storage_errors)
 from mlplab.sweep.trials import CRASHED, FAILED, FINISHED, INTERRUPTED, recorded_outcome
 
 TRIAL_ID, OUTCOME = "trial_id", "outcome"  # user attributes of an Optuna trial
@@ -328,5 +328,5 @@ def open_trials(config: dict[str, Any], sweep_dir: Path, count: int | None, seed
                 stale_after: float = STALE_AFTER) -> SharedTrials:
     """The sweep's shared trials in its journal, or in the database at `storage_url`."""
     storage = open_storage(sweep_dir, storage_url, stale_after)
-    where = str(search.journal_path(sweep_dir)) if storage_url is None else shown_url(storage_url)
+    where = str(journal_path(sweep_dir)) if storage_url is None else shown_url(storage_url)
     return SharedTrials(config, sweep_dir, count, seed, listed, storage, where, stale_after)

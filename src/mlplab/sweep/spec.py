@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from mlplab.errors import UserError
+from mlplab.errors import SweepError, UserError  # noqa: F401 - SweepError is spec's to the launcher
 from mlplab.overrides import override
 from mlplab.sweep import rules
 
@@ -43,10 +43,6 @@ ARGS_JSON_FILE = "args.json"
 # or inf: sigma: 0 gives nan from scipy's normal, min: .inf an infinite uniform.
 POSITIVE_KEYS = ("sigma", "a", "b")
 FINITE_KEYS = ("min", "max", "mu", "sigma", "q", "a", "b")
-
-
-class SweepError(UserError):
-    """The sweep file or the launcher's options cannot work; the message says what to change."""
 
 
 def load_sweep(path: Path) -> dict[str, Any]:
@@ -257,7 +253,7 @@ class Trial:
 
 
 def make_trial(config: dict[str, Any], sweep_dir: Path, index: int, assignment: dict[str, Any]) -> Trial:
-    from mlplab.sweep.paths import run_root  # paths needs SweepError from here
+    from mlplab.sweep.paths import run_root
 
     name = trial_id(index, assignment)
     run_dir = run_root(sweep_dir) / name

@@ -26,8 +26,14 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from mlplab import runfiles
-from mlplab.sweep.search import journal_path
 from mlplab.sweep.spec import SweepError
+
+JOURNAL_FILE = "optuna.journal"
+
+
+def journal_path(sweep_dir: Path) -> Path:
+    """The study's journal file in the sweep dir, when no database is given."""
+    return sweep_dir / JOURNAL_FILE
 
 RECORD_FILE = "study.json"
 LOCK_FILE = "study.lock"
