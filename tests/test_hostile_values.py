@@ -131,7 +131,8 @@ def test_hydra_full_error_still_gives_the_whole_traceback(tmp_path):
                                    "+trainer.overfit_batches=1", "+trainer.max_steps=3"])
 def test_a_smoke_check_is_recorded_as_such_never_as_a_result(tmp_path, smoke):
     run = tmp_path / "run"
-    result = run_script("train.py", "+experiment=smoke", "trainer.limit_train_batches=1.0",
+    # 5000 training images: a whole epoch in seconds, so each limit alone decides what is a smoke check.
+    result = run_script("train.py", "+experiment=smoke", "trainer.limit_train_batches=1.0", "data.val_size=55000",
                         "trainer.limit_val_batches=1.0", "trainer.limit_test_batches=1.0", smoke, f"hydra.run.dir={run}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "smoke check only" in result.stdout and smoke.lstrip("+").split("=")[0] in result.stdout, result.stdout

@@ -69,6 +69,7 @@ def test_omegaconfs_missing_marker_is_refused():
 
 @given(st.lists(st.sampled_from([*TABLE[:-1], "/plain"]), min_size=1, max_size=3).map("".join) | PATHS)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@pytest.mark.slow  # a real Hydra run directory: seconds
 def test_a_real_compose_resolves_resume_and_the_run_dir_to_the_exact_path(path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", return_hydra_config=True,

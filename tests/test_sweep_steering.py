@@ -37,6 +37,7 @@ def dry_run(capsys, *arguments: str) -> tuple[int, str]:
     return code, captured.out + captured.err
 
 
+@pytest.mark.slow  # several seconds of composing every trial
 @pytest.mark.parametrize("arguments", [
     ["--offline", "trainer.max_epochs=1", "--agents", "2"],  # the command line, options around them
     ["trainer.max_epochs=1", "--offline"],
@@ -77,6 +78,7 @@ def test_overrides_that_cannot_work_are_one_line_before_anything(override, messa
     assert not (tmp_path / "s").exists()
 
 
+@pytest.mark.slow  # several seconds of composing every trial
 def test_overrides_change_the_sweep_dirs_name_and_none_keeps_todays(capsys):
     plain = identity(ACTIVATIONS, [])
     assert plain == hashlib.sha256(ACTIVATIONS.read_bytes()).hexdigest()[:8]  # existing sweep dirs are found again
@@ -93,6 +95,7 @@ def test_distinct_overrides_name_distinct_sweep_dirs(overrides):
     assert identity(ACTIVATIONS, overrides) != identity(ACTIVATIONS, [*overrides, "seed=9"])
 
 
+@pytest.mark.slow  # several seconds of composing every trial
 def test_the_dry_run_says_what_count_takes_of_a_grid(capsys):
     code, output = dry_run(capsys, "--count", "4")
     assert code == 0
