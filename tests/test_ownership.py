@@ -132,4 +132,8 @@ def test_a_stop_at_any_moment_of_start_up_exits_128_plus_n_without_a_traceback_o
         allowed = (128 + signum,) if script == "train.py" else (128 + signum, -signum)
         assert process.returncode in allowed, (delay, signum, process.returncode, err[-2000:])
         assert "Traceback" not in out + err and "error:" not in err, (delay, err[-2000:])
-        assert not (tmp_path / f"stopped{index}" / "metrics.json").exists()
+        written = tmp_path / f"stopped{index}" / "metrics.json"
+        if script == "train.py":
+            assert not written.exists()
+        elif written.exists():  # eval may have finished before the signal came: its result is then whole
+            assert 0 < json.loads(written.read_text())["test_acc"] <= 1
