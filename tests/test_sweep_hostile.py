@@ -25,7 +25,6 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from helpers import REPO, probe_project, script_env
-from mlplab.overrides import override
 from mlplab.report.__main__ import main as report_main
 from mlplab.report.runs import load_runs
 from mlplab.sweep import offline, online, slots, trials

@@ -143,17 +143,25 @@ def test_eval_of_a_hostile_checkpoint_writes_nothing_and_says_why(tmp_path):
     assert not victim.exists()
 
 
-@pytest.mark.slow
-def test_a_saved_config_naming_code_is_refused_when_rerun(tmp_path):
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    victim = tmp_path / "written.txt"
-    config = compose_config("+experiment=smoke")
+def save_hostile_config(tmp_path: Path, section: str, hostile: dict) -> tuple[Path, Path]:
+    """A run's saved config (smoke) with `section` set to `hostile`; "VICTIM" in it names the file
+    the hostile class would write, which must never appear."""
+    import json
+
     from omegaconf import OmegaConf
 
-    OmegaConf.set_struct(config, False)
-    config.norm = {"_target_": "builtins.open", "_partial_": False, "file": str(victim), "mode": "w"}
-    OmegaConf.save(config, saved / "config.yaml")
+    saved, victim = tmp_path / "saved", tmp_path / "written.txt"
+    saved.mkdir()
+    config = OmegaConf.to_container(compose_config("+experiment=smoke"))
+    config[section] = json.loads(json.dumps(hostile).replace("VICTIM", str(victim)))
+    OmegaConf.save(OmegaConf.create(config), saved / "config.yaml")
+    return saved, victim
+
+
+@pytest.mark.slow
+def test_a_saved_config_naming_code_is_refused_when_rerun(tmp_path):
+    saved, victim = save_hostile_config(tmp_path, "norm", {"_target_": "builtins.open", "_partial_": False,
+                                                            "file": "VICTIM", "mode": "w"})
     result = run_script("train.py", "--config-path", str(saved), "--config-name", "config",
                         f"hydra.run.dir={tmp_path / 'run'}", f"paths.output_root={tmp_path}")
     assert_one_line_error(result, "norm._target_", "builtins.open")
@@ -162,14 +170,8 @@ def test_a_saved_config_naming_code_is_refused_when_rerun(tmp_path):
 
 @pytest.mark.slow
 def test_a_saved_config_whose_hydra_section_names_code_is_refused_before_hydra_builds_it(tmp_path):
-    from omegaconf import OmegaConf
-
-    saved = tmp_path / "saved"
-    saved.mkdir()
-    victim = tmp_path / "written.txt"
-    config = OmegaConf.to_container(compose_config("+experiment=smoke"))
-    config["hydra"] = {"callbacks": {"evil": {"_target_": "builtins.open", "file": str(victim), "mode": "w"}}}
-    OmegaConf.save(OmegaConf.create(config), saved / "config.yaml")
+    saved, victim = save_hostile_config(tmp_path, "hydra", {"callbacks": {"evil": {
+        "_target_": "builtins.open", "file": "VICTIM", "mode": "w"}}})
     result = run_script("train.py", f"--config-path={saved}", "--config-name", "config",
                         f"paths.output_root={tmp_path}")
     assert_one_line_error(result, str(saved / "config.yaml"), "hydra.callbacks.evil._target_", "builtins.open")

@@ -59,10 +59,17 @@ def flag_values(argv: list[str], flags: tuple[str, ...] | dict[str, str]) -> lis
     return found
 
 
+# Hydra settings that only place or name a run: an override of one exactly needs no composition
+# to check (the launcher gives every trial a hydra.run.dir).
+PLACING_KEYS = ("hydra.run.dir", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.job.chdir", "hydra.job.name",
+                "hydra.verbose", "hydra.output_subdir")
+
+
 def sets_hydra(override: str) -> bool:
-    """Whether an override sets any of Hydra's own settings (`hydra.x=`, `++hydra={...}`, `hydra/x=`)."""
+    """Whether an override sets Hydra's machinery (`hydra.x=`, `++hydra={...}`, `hydra/x=`), not
+    only where a run goes."""
     key = override.partition("=")[0].lstrip("+~").strip()
-    return key == "hydra" or key.startswith(("hydra.", "hydra/"))
+    return (key == "hydra" or key.startswith(("hydra.", "hydra/"))) and key not in PLACING_KEYS
 
 
 def command_overrides(argv: list[str]) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 import warnings
 from functools import partial
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ from mlplab.errors import ConfigError, UserError
 from mlplab.module import MLPClassifier
 from mlplab.preflight import check_fits, check_module_builds, model_bytes
 from mlplab.runfiles import METRICS_FILE, write_json
-from mlplab.targets import check_targets
+from mlplab.targets import check_interpolations, check_targets
 from mlplab.train import build_trainer
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters")
@@ -36,7 +36,6 @@ MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer")
 OPTIONAL_GROUPS = ("scheduler",)
 # What the model's settings hold beyond conf/model/mlp.yaml: the data set's sizes, added at build time.
 SIZE_KEYS = ("input_size", "num_classes")
-INTERPOLATION = "${"
 NETWORK_PREFIX = "net."  # MLPClassifier.net: the weights and the norms' running statistics
 EXAMPLE = "ckpt_path=outputs/<run>/checkpoints/best.ckpt"
 PASS_A_RUNS = "pass a run's checkpoints/best.ckpt or last.ckpt"
@@ -53,22 +52,6 @@ def checkpoint_path(cfg: DictConfig) -> Path:
     if not isinstance(value, str) or not value.strip():
         raise UserError(f"ckpt_path={value!r} is not a path to a checkpoint: pass one, e.g. {EXAMPLE}")
     return Path(value)
-
-
-def interpolations(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
-    """(dotted key, text) of every key or string value of a plain container that holds "${"."""
-    if isinstance(node, str):
-        if INTERPOLATION in node:
-            yield path, node
-    elif isinstance(node, Mapping):
-        for key, value in node.items():
-            where = f"{path}.{key}" if path else str(key)
-            if isinstance(key, str) and INTERPOLATION in key:
-                yield where, key
-            yield from interpolations(value, where)
-    elif isinstance(node, (list, tuple)):
-        for index, value in enumerate(node):
-            yield from interpolations(value, f"{path}[{index}]")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -93,9 +76,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             raise UserError(f"ckpt_path={str(path)!r}: {key} is not a mapping; {PASS_A_RUNS}.")
         # Checkpoints are saved resolved: an interpolation could only have been written in to be
         # resolved here (an environment variable, a resolver), so it is refused before anything reads it.
-        for where, text in interpolations(checkpoint[key], key):
-            raise UserError(f"ckpt_path={str(path)!r}: {where} holds the interpolation {text[:80]!r}, but runs save "
-                            f"their settings resolved; {NOT_SAVED_BY_A_RUN}")
+        check_interpolations(checkpoint[key], f"ckpt_path={str(path)!r}", allowed=False, prefix=key)
         check_targets(checkpoint[key], f"ckpt_path={str(path)!r} {key}")
     return checkpoint
 

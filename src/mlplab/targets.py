@@ -34,13 +34,13 @@ def leaves(node: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     """(dotted key, value) of every leaf of a plain or OmegaConf container, unresolved."""
     if isinstance(node, (DictConfig, ListConfig)):
         node = OmegaConf.to_container(node, resolve=False)
-    if isinstance(node, Mapping):
+    if isinstance(node, Mapping) and node:
         for key, value in node.items():
             yield from leaves(value, f"{path}.{key}" if path else str(key))
-    elif isinstance(node, (list, tuple)):
+    elif isinstance(node, (list, tuple)) and node:
         for index, value in enumerate(node):
             yield from leaves(value, f"{path}[{index}]")
-    else:
+    else:  # a value, or an empty container: its key is still seen
         yield path, node
 
 
@@ -88,6 +88,9 @@ def check_interpolations(config: Any, source: str, allowed: bool = True, prefix:
     """Refuse interpolations that build config from text; with `allowed=False` (a checkpoint, saved
     resolved) any interpolation at all."""
     for key, value in leaves(config, prefix):
+        if not allowed and "${" in key:
+            raise ConfigError(f"{source}: the key {key[:80]!r} holds an interpolation, which no run saves; "
+                              "write the key itself.")
         if isinstance(value, str) and (BUILDING_RESOLVERS.search(value) or (not allowed and "${" in value)):
             kind = "an interpolation" if not allowed else "an interpolation that builds config from text"
             raise ConfigError(f"{source}: {key}={value[:80]!r} is refused: {kind} could name code to run; "

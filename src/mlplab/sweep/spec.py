@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from mlplab.errors import SweepError, UserError  # noqa: F401 - SweepError is spec's to the launcher
+from mlplab.errors import SweepError  # noqa: F401 - the launcher imports it from here
 from mlplab.overrides import override
 from mlplab.sweep import rules
 
