@@ -129,11 +129,12 @@ def test_a_stop_at_any_moment_of_start_up_exits_128_plus_n_without_a_traceback_o
         out, err = process.communicate(timeout=120)
         # eval.py was seen once, under load, to die by SIGTERM itself (-15) during Lightning's test loop:
         # stopped, without a result, but not 143; train.py always exits 128 + N.
-        allowed = (128 + signum,) if script == "train.py" else (128 + signum, -signum)
+        # eval.py may also have finished before a late signal came: exit 0, with a whole result (below).
+        allowed = (128 + signum,) if script == "train.py" else (128 + signum, -signum, 0)
         assert process.returncode in allowed, (delay, signum, process.returncode, err[-2000:])
         assert "Traceback" not in out + err and "error:" not in err, (delay, err[-2000:])
         written = tmp_path / f"stopped{index}" / "metrics.json"
         if script == "train.py":
             assert not written.exists()
-        elif written.exists():  # eval may have finished before the signal came: its result is then whole
+        elif written.exists() or process.returncode == 0:  # finished before the signal: its result is whole
             assert 0 < json.loads(written.read_text())["test_acc"] <= 1
