@@ -85,7 +85,7 @@ def single_trial(out: Path, summary: dict) -> None:
 
 def short_sweep(out: Path, summary: dict, agents: int = 4) -> None:
     sweep_dir = out / "short_trials"
-    wall = timed(["-m", "mlplab.sweep", "bench/sweeps/short_trials.yaml", "--offline", "--agents", str(agents),
+    wall = timed(["-m", "mlplab.tools.sweep", "bench/sweeps/short_trials.yaml", "--offline", "--agents", str(agents),
                   "--stagger", "0", "--sweep-dir", str(sweep_dir)], out / "short_trials.log")
     fits = [result["fit_seconds"] for _, result, _ in trial_runs(sweep_dir)]
     bound = sum(fits) / agents
@@ -99,7 +99,7 @@ def correctness(out: Path, summary: dict) -> None:
     common = ["+experiment=seed_pytorch", "seed=7", "trainer.deterministic=true"]
     pairs = {name: out / name for name in ("det_a", "det_b", "resumed")}
     started = [
-        start(["-m", "mlplab.sweep", "bench/sweeps/graph_vs_eager.yaml", "--offline", "--agents", "6", "--stagger", "0",
+        start(["-m", "mlplab.tools.sweep", "bench/sweeps/graph_vs_eager.yaml", "--offline", "--agents", "6", "--stagger", "0",
                "--sweep-dir", str(out / "graph_vs_eager")], out / "graph_vs_eager.log"),
         start(["train.py", *common, "trainer.max_epochs=2", f"hydra.run.dir={pairs['det_a']}"], out / "det_a.log"),
         start(["train.py", *common, "trainer.max_epochs=2", f"hydra.run.dir={pairs['det_b']}"], out / "det_b.log"),

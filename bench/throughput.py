@@ -40,11 +40,11 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
 from minimal_train import OneLineParser, bounded_int  # bench/ is this script's import path
-from mlplab.data import load_split, verify_files
+from mlplab.core.data import load_split, verify_files
 from mlplab.errors import UserError
-from mlplab.loggers import build_loggers
-from mlplab.guards import NonFiniteLossGuard
-from mlplab.train import build_module, build_trainer, insight_callbacks
+from mlplab.run.loggers import build_loggers
+from mlplab.run.stops import NonFiniteLossGuard
+from mlplab.run.training import build_module, build_trainer, insight_callbacks
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BATCH = 100

@@ -13,12 +13,12 @@ from torchvision.transforms import InterpolationMode
 
 from helpers import compose_config, options, read_png, run_script
 from mlplab import plots
-from mlplab.plots.run import augmentation_figure
-from mlplab.augment import BatchAugment, affine_matrices, warp
-from mlplab.checks import check_config
-from mlplab.data import MNISTDataModule, ShardedPermutation, load_split
+from mlplab.plots.run_figures import augmentation_figure
+from mlplab.core.augment import BatchAugment, affine_matrices, warp
+from mlplab.run.config_checks import check_config
+from mlplab.core.data import MNISTDataModule, ShardedPermutation, load_split
 from mlplab.errors import ConfigError
-from mlplab.train import build_module
+from mlplab.run.training import build_module
 
 AUGMENTS = options("augment")
 
@@ -94,7 +94,7 @@ def test_preview_figure_shows_the_digits(digits, tmp_path):
 
 @pytest.mark.slow
 def test_preview_command_writes_a_png(mnist, tmp_path):
-    result = run_script("mlplab.preview", "augment=elastic", f"out={tmp_path / 'x.png'}")
+    result = run_script("mlplab.tools.preview", "augment=elastic", f"out={tmp_path / 'x.png'}")
     assert result.returncode == 0, result.stderr[-2000:]
     assert read_png(tmp_path / "x.png").shape[0] > 100
 
@@ -135,7 +135,7 @@ def test_seed_pytorch_with_affine_augmentation_runs_end_to_end(mnist, tmp_path):
 
 
 def test_preview_draws_the_configured_augmentation_in_process(mnist, tmp_path, monkeypatch):
-    from mlplab.preview import preview
+    from mlplab.tools.preview import preview
 
     monkeypatch.chdir(tmp_path)  # the checkout is found from the package, not the current folder
     path = preview(["augment=affine", f"data.root={mnist}"], tmp_path / "p.png")

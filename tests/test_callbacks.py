@@ -15,11 +15,11 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from helpers import coloured_fraction, compose_config, read_png
-from mlplab import figures
-from mlplab.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
-from mlplab.data import MNISTDataModule
-from mlplab.plots.run import weight_grid_figure
-from mlplab.train import build_module
+from mlplab.tools import docs_figures as figures
+from mlplab.run.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
+from mlplab.core.data import MNISTDataModule
+from mlplab.plots.run_figures import weight_grid_figure
+from mlplab.run.training import build_module
 
 DEEP = ("model.hidden_sizes=[100,100,100,100,100,100]", "norm=none")
 TEST_BATCHES, EVAL_BATCH_SIZE = 2, 1000
@@ -75,7 +75,7 @@ def reference_run(datamodule, tmp_path_factory) -> tuple[Run, ConfusionMatrix]:
     return run, confusion
 
 
-# The gradient figure's runs (mlplab.figures.GRADIENT_RUNS), shortened: 2 epochs of 100 batches, the
+# The gradient figure's runs (mlplab.tools.docs_figures.GRADIENT_RUNS), shortened: 2 epochs of 100 batches, the
 # gradients logged every 10 steps. The sigmoid's gradients vanish in the first hundred steps.
 DEEP_RUNS = {"sigmoid": ("+experiment=deep_sigmoid",), "sigmoid_sgd": ("+experiment=deep_sigmoid", "optimizer=sgd"),
              "relu": ("+experiment=deep_relu",)}
@@ -86,7 +86,7 @@ DEEP_TRAINING = {"max_epochs": 2, "limit_train_batches": 100, "log_every_n_steps
 def deep_runs(datamodule, tmp_path_factory) -> dict[str, Run]:
     """deep_sigmoid (Adam and SGD) and deep_relu as the experiments configure them, 2 short epochs each."""
     threads = torch.get_num_threads()
-    # One thread, as mlplab.figures trains: on a busy machine two threads can make these runs 20x slower.
+    # One thread, as mlplab.tools.docs_figures trains: on a busy machine two threads can make these runs 20x slower.
     torch.set_num_threads(1)
     try:
         return {

@@ -16,7 +16,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from helpers import fit_in_process
-from mlplab.guards import NonFiniteLossError
+from mlplab.run.stops import NonFiniteLossError
 
 QUICK = ("trainer.max_epochs=2", "++trainer.limit_val_batches=1", "trainer.log_every_n_steps=7")
 
@@ -76,7 +76,7 @@ def test_a_nan_inside_a_chunk_is_reported_at_its_exact_step(mnist, compose_cfg, 
 
 @pytest.mark.parametrize("chunk", [1, 8])
 def test_the_progress_bar_counts_optimizer_steps(mnist, compose_cfg, tmp_path, chunk):
-    from mlplab.progress import StepProgressBar
+    from mlplab.fastpath.progress import StepProgressBar
 
     class Seen(pl.Callback):
         positions: list[tuple[float, float]] = []

@@ -22,11 +22,12 @@ from PIL import Image
 from torch import nn
 
 from helpers import CONF, coloured_fraction, read_png
-from mlplab import figures, plots
+from mlplab import plots
+from mlplab.tools import docs_figures as figures
 from mlplab.errors import UserError
-from mlplab.plots import chapter
-from mlplab.model import MLP
-from mlplab.train import build_module
+from mlplab.plots import chapter_figures as chapter
+from mlplab.core.model import MLP
+from mlplab.run.training import build_module
 
 
 def option(group: str, name: str) -> Callable[..., nn.Module]:
@@ -409,7 +410,7 @@ def write_reference_run(run: Path) -> Path:
 
 
 def test_the_figures_command_trains_on_one_thread_and_records_command_and_commit(tmp_path, monkeypatch, capsys):
-    """`python -m mlplab.figures` end to end, with train.py replaced by made-up runs: what it starts,
+    """`python -m mlplab.tools.docs_figures` end to end, with train.py replaced by made-up runs: what it starts,
     PROVENANCE.md, the PNGs' metadata and what it prints."""
     started = []
 
@@ -431,7 +432,7 @@ def test_the_figures_command_trains_on_one_thread_and_records_command_and_commit
     for command, env in started:
         assert env["OMP_NUM_THREADS"] == "1" and "trainer.max_epochs=2" in command and "logger=csv" in command
     assert sum("optimizer=sgd" in command for command, _ in started) == 1
-    made_by = "python -m mlplab.figures --out " + str(out) + " --epochs 2 at commit abc123 (clean)"
+    made_by = "python -m mlplab.tools.docs_figures --out " + str(out) + " --epochs 2 at commit abc123 (clean)"
     provenance = (out / "PROVENANCE.md").read_text()
     assert made_by.replace(" at", "` at") in provenance
     reference = "`OMP_NUM_THREADS=1 train.py +experiment=seed_pytorch` at commit c0ffee (clean)"

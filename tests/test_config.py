@@ -9,9 +9,9 @@ import torch
 from omegaconf import OmegaConf
 
 from helpers import CONF, assert_one_line_error, compose_config, options, run_script
-from mlplab.checks import check_config
+from mlplab.run.config_checks import check_config
 from mlplab.errors import ConfigError
-from mlplab.train import build_module
+from mlplab.run.training import build_module
 
 GROUPS = ["activation", "norm", "dropout", "l2", "optimizer", "scheduler", "augment", "trainer", "logger",
           "data/normalize"]

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from mlplab import data as mnist_data
-from mlplab.data import (
+from mlplab.core import data as mnist_data
+from mlplab.core.data import (
     MNIST_FILES,
     DeviceBatches,
     MNISTDataError,

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from helpers import compose_config, mnist_root, run_script
-from mlplab import preflight
+from mlplab.run import preflight
 from mlplab.errors import UserError
-from mlplab.evaluate import check_checkpoint, load_checkpoint
-from mlplab.train import build_module
+from mlplab.run.evaluation import check_checkpoint, load_checkpoint
+from mlplab.run.training import build_module
 
 GIB = 2**30
 MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")

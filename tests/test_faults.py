@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from helpers import assert_one_line_error, run_script, start_script
-from mlplab.data import raw_dir
-from mlplab.runfiles import unique_dir
+from mlplab.core.data import raw_dir
+from mlplab.run.records import unique_dir
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Trials forked from the warm launcher (src/mlplab/sweep/warm.py): they train exactly as a fresh
+"""Trials forked from the warm launcher (src/mlplab/tools/sweep/warm.py): they train exactly as a fresh
 `python train.py` does, get their slot's environment, session and log, and end with the exit status
 a fresh interpreter would have."""
 
@@ -17,9 +17,9 @@ import pytest
 import yaml
 
 from helpers import REPO, assert_same_weights, final_metrics, script_env
-from mlplab.sweep.spec import SweepError
-from mlplab.sweep.trials import INTERRUPTED, LOG_FILE, recorded_outcome
-from mlplab.sweep.warm import ForkedProcess, start_forked
+from mlplab.tools.sweep.spec import SweepError
+from mlplab.tools.sweep.trials import INTERRUPTED, LOG_FILE, recorded_outcome
+from mlplab.tools.sweep.warm import ForkedProcess, start_forked
 
 # SHORT_RUN's generators (dropout, affine augmentation), over two short epochs, with wandb (offline).
 TWO_EPOCHS = ["+experiment=smoke", "trainer.max_epochs=2", "trainer.limit_train_batches=10", "dropout=p02",
@@ -33,12 +33,12 @@ def sweep_file(path: Path, parameters: dict, *fixed: str, program: str = "train.
     return path
 
 
-TWO_VISIBLE_GPUS = ("import runpy, sys; import mlplab.sweep.slots as slots; slots.visible_gpu_count = lambda: 2; "
-                    "sys.argv[0] = 'mlplab.sweep'; runpy.run_module('mlplab.sweep', run_name='__main__')")
+TWO_VISIBLE_GPUS = ("import runpy, sys; import mlplab.tools.sweep.slots as slots; slots.visible_gpu_count = lambda: 2; "
+                    "sys.argv[0] = 'mlplab.tools.sweep'; runpy.run_module('mlplab.tools.sweep', run_name='__main__')")
 
 
 def launcher_command(sweep: Path, sweep_dir: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "mlplab.sweep", str(sweep), "--offline", "--stagger", "0",
+    return [sys.executable, "-m", "mlplab.tools.sweep", str(sweep), "--offline", "--stagger", "0",
             "--sweep-dir", str(sweep_dir), "--program-root", str(REPO), *options]
 
 
@@ -108,7 +108,7 @@ def test_a_forked_trial_gets_its_slots_environment_threads_session_and_log(tmp_p
     sweep = sweep_file(tmp_path / "probe.yaml", {"seed": {"values": [1, 2, 3]}}, program=str(probe))
     env = {key: value for key, value in script_env(MARKER="launcher").items() if key != "OMP_NUM_THREADS"}
     # The slots' GPUs as a shared node gives them: two visible GPUs behind CUDA_VISIBLE_DEVICES=5,7. The
-    # launcher counts them with torch (mlplab.sweep.slots.visible_gpu_count), told 2 here on any machine.
+    # launcher counts them with torch (mlplab.tools.sweep.slots.visible_gpu_count), told 2 here on any machine.
     env["CUDA_VISIBLE_DEVICES"] = "5,7"
     command = [sys.executable, "-c", TWO_VISIBLE_GPUS, *launcher_command(sweep, tmp_path / "sweep", "--gpus", "0,1")[3:]]
     result = subprocess.run(command, env=env,

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from omegaconf import DictConfig, OmegaConf
 
 from helpers import CONF, assert_one_line_error, compose_config, options, run_script
-from mlplab.checks import check_config
-from mlplab.cli import report_errors
+from mlplab.run.config_checks import check_config
+from mlplab.run.cli import report_errors
 from mlplab.errors import ConfigError
 
 GROUPS = ("activation", "norm", "optimizer", "scheduler", "augment", "dropout", "l2", "model", "data", "trainer")
@@ -217,7 +217,7 @@ def test_the_neighbours_of_a_broken_promise_pass(overrides):
 def test_an_address_space_limit_bounds_the_memory_a_run_may_plan_for(monkeypatch):
     import resource
 
-    from mlplab import preflight
+    from mlplab.run import preflight
 
     limit = 5_000_000 * 1024  # ulimit -v 5000000
     monkeypatch.setattr(resource, "getrlimit", lambda which: (limit, limit) if which == resource.RLIMIT_AS
@@ -276,7 +276,7 @@ def test_train_py_names_an_output_root_it_cannot_create(tmp_path):
 
 
 # Hydra resolves the run directory (named from `name`) and creates a multirun's sweep directory
-# before the task runs, so these are answered by mlplab.runfiles / mlplab.resume, not by the checks.
+# before the task runs, so these are answered by mlplab.run.records / mlplab.run.resume, not by the checks.
 @pytest.mark.slow
 def test_train_py_names_a_null_name_when_it_names_the_run_directory(tmp_path):
     result = run_script("train.py", "+experiment=smoke", "name=null", f"paths.output_root={tmp_path}")

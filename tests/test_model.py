@@ -8,7 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from helpers import CONF, options
-from mlplab.model import INITS, MLP
+from mlplab.core.model import INITS, MLP
 
 ACTIVATIONS = options("activation")
 NORMS = options("norm")

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from helpers import fit_in_process
-from mlplab.module import MLPClassifier
-from mlplab.train import build_module
+from mlplab.core.classifier import MLPClassifier
+from mlplab.run.training import build_module
 
 
 def make_module(compose_cfg, *overrides: str, input_size: int = 784, num_classes: int = 10) -> MLPClassifier:

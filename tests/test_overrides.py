@@ -1,4 +1,4 @@
-"""mlplab.overrides: any text, quoted for Hydra's override grammar, comes back exactly from Hydra's parser
+"""mlplab.run.overrides: any text, quoted for Hydra's override grammar, comes back exactly from Hydra's parser
 and OmegaConf's resolution, and through a real compose of conf/config.yaml (resume, hydra.run.dir)."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
-import mlplab.runfiles  # noqa: F401 - registers the resolvers conf/config.yaml names
+import mlplab.run.records  # noqa: F401 - registers the resolvers conf/config.yaml names
 from helpers import CONF
-from mlplab.overrides import omegaconf_literal, override
+from mlplab.run.overrides import omegaconf_literal, override
 
 # What a file name may hold on Linux: any character but NUL and '/' (surrogates are not text).
 NAME_CHARACTERS = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00/")

@@ -12,9 +12,9 @@ import time
 import pytest
 
 from helpers import SHORT_RUN, assert_one_line_error, run_script, start_script
-from mlplab.runfiles import RunDirectoryTaken, claim, release
+from mlplab.run.records import RunDirectoryTaken, claim, release
 
-HOLD = "import sys, time; from mlplab.runfiles import claim; claim(sys.argv[1]); print('held', flush=True); time.sleep(120)"
+HOLD = "import sys, time; from mlplab.run.records import claim; claim(sys.argv[1]); print('held', flush=True); time.sleep(120)"
 
 
 def hold_in_another_process(folder) -> subprocess.Popen:

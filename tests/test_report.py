@@ -1,7 +1,7 @@
 """The report: run directories -> one DataFrame -> HTML (Jinja2) and Markdown.
 
 Fast tests build run directories by hand (the files train.py and the sweep write) and call the
-package in-process; the slow ones run real tiny train.py runs, `python -m mlplab.report` over them,
+package in-process; the slow ones run real tiny train.py runs, `python -m mlplab.tools.report` over them,
 and render the page in headless Chromium.
 """
 
@@ -24,13 +24,13 @@ import pytest
 import yaml
 
 from helpers import coloured_fraction, mnist_root, read_png, run_script
-from mlplab import failures
-from mlplab import runfiles
-from mlplab.report import write_report
-from mlplab.report import html as report_html
-from mlplab.report import tables
-from mlplab.report.__main__ import main
-from mlplab.report.runs import load_runs
+from mlplab.run import failures
+from mlplab.run import records as runfiles
+from mlplab.tools.report import write_report
+from mlplab.tools.report import html as report_html
+from mlplab.tools.report import tables
+from mlplab.tools.report.__main__ import main
+from mlplab.tools.report.runs import load_runs
 
 SWEPT = ("activation", "seed")
 RUNS = [("relu", 1), ("gelu", 1), ("relu", 2), ("gelu", 2)]
@@ -176,7 +176,7 @@ def runs_dir(mnist, tmp_path_factory) -> Path:
     """Four real smoke runs (activation x seed, 2 epochs so the curves are lines; two of them name
     data.root, two take it from MNIST_ROOT); a run stopped by a NaN loss (its error in error.log);
     one rejected before training, without status.json; a copy of that with the status.json and
-    trial.log mlplab.sweep writes for a failed trial; and an earlier attempt the sweep set aside
+    trial.log mlplab.tools.sweep writes for a failed trial; and an earlier attempt the sweep set aside
     under .previous/, which the report ignores."""
     root = tmp_path_factory.mktemp("report")
 
@@ -209,7 +209,7 @@ def runs_dir(mnist, tmp_path_factory) -> Path:
 
 
 def run_report(*args: str) -> subprocess.CompletedProcess:
-    return run_script("mlplab.report", *args, timeout=120)
+    return run_script("mlplab.tools.report", *args, timeout=120)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +290,7 @@ def check_page(page: PageParser, runs_dir: Path) -> None:
     assert "dropout.p=1.5 is not allowed" in failed["crashed"][3]
     assert failed["crashed"][1] == failed["failed_trial"][1] == "+experiment=smoke dropout.p=1.5"
     # The real error: error.log's last line (the traceback's for the NaN stop, the refusal's for the config).
-    assert failed["diverged"][3].startswith("mlplab.guards.NonFiniteLossError: training loss became nan")
+    assert failed["diverged"][3].startswith("mlplab.run.stops.NonFiniteLossError: training loss became nan")
     assert failed["failed_trial"][3].startswith("exit 1 · ")
     assert "dropout.p=1.5 is not allowed" in failed["failed_trial"][3]
 
@@ -368,7 +368,7 @@ def test_report_renders_in_headless_chromium(report, runs_dir, tmp_path):
 
 
 def test_activation_statistics_come_from_the_last_epoch_or_not_at_all(tmp_path):
-    from mlplab.report.runs import final_statistics
+    from mlplab.tools.report.runs import final_statistics
 
     (tmp_path / "csv").mkdir()
     rows = "epoch,step,activation/layer0/dead_frac,train/loss\n0,10,0.25,\n,12,,0.5\n1,20,0.125,\n"

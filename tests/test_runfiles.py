@@ -16,10 +16,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pytorch_lightning.loggers import CSVLogger
 
-from mlplab import failures
-from mlplab import resume, runfiles
-from mlplab.guards import RunInterrupted, StopOnSignal
-from mlplab.runinfo import run_info
+from mlplab.run import failures
+from mlplab.run import records as runfiles
+from mlplab.run import resume
+from mlplab.run.stops import RunInterrupted, StopOnSignal
+from mlplab.run.provenance import run_info
 
 
 def test_json_is_written_whole_readable_and_read_back(tmp_path):

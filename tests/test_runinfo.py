@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from mlplab.runinfo import git_state
+from mlplab.run.provenance import git_state
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import torch
 
 from helpers import (SHORT_RUN, assert_one_line_error, assert_same_weights, final_metrics, run_script, start_script,
                      wait_for)
-from mlplab.runfiles import read_status
+from mlplab.run.records import read_status
 
 pytestmark = pytest.mark.slow
 

@@ -1,4 +1,4 @@
-"""Sweep files and the sweep launcher (src/mlplab/sweep/): every file in sweeps/ keeps wandb's rules and
+"""Sweep files and the sweep launcher (src/mlplab/tools/sweep/): every file in sweeps/ keeps wandb's rules and
 its trials compose; grid, random and Optuna search draw what the file says; offline sweeps run, fail,
 stop and rerun as a user expects, on real MNIST."""
 
@@ -18,15 +18,15 @@ import pytest
 import yaml
 
 from helpers import REPO, compose_config, script_env, wait_until
-from mlplab.checks import check_config
-from mlplab.overrides import override
-from mlplab.sweep import search
-from mlplab.sweep.__main__ import listed_trials, main
-from mlplab.sweep.composition import check_trials_compose
-from mlplab.sweep.shared import open_trials
-from mlplab.sweep.slots import Slot, make_slots, slot_env
-from mlplab.sweep.spec import SweepError, load_sweep, make_trial, program_arguments, validate_sweep
-from mlplab.sweep.trials import CRASHED, FAILED, FINISHED, INTERRUPTED, outcome_of, recorded_outcome
+from mlplab.run.config_checks import check_config
+from mlplab.run.overrides import override
+from mlplab.tools.sweep import search
+from mlplab.tools.sweep.__main__ import listed_trials, main
+from mlplab.tools.sweep.composition import check_trials_compose
+from mlplab.tools.sweep.shared import open_trials
+from mlplab.tools.sweep.slots import Slot, make_slots, slot_env
+from mlplab.tools.sweep.spec import SweepError, load_sweep, make_trial, program_arguments, validate_sweep
+from mlplab.tools.sweep.trials import CRASHED, FAILED, FINISHED, INTERRUPTED, outcome_of, recorded_outcome
 
 SWEEPS = REPO / "sweeps"
 SWEEP_FILES = sorted(SWEEPS.glob("*.yaml"))
@@ -364,7 +364,7 @@ def write_sweep(path: Path, parameters: dict, *fixed: str, method: str = "grid")
 
 
 def launcher(sweep_file: Path, sweep_dir: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "mlplab.sweep", str(sweep_file), "--offline", "--agents", "2", "--stagger", "0",
+    return [sys.executable, "-m", "mlplab.tools.sweep", str(sweep_file), "--offline", "--agents", "2", "--stagger", "0",
             "--sweep-dir", str(sweep_dir), "--program-root", str(REPO), *options]
 
 

@@ -1,4 +1,4 @@
-"""Several launchers on one offline sweep (src/mlplab/sweep/shared.py, storage.py, liveness.py): they share
+"""Several launchers on one offline sweep (src/mlplab/tools/sweep/shared.py, storage.py, liveness.py): they share
 its Optuna study, each takes the next trial, none runs one twice, and a dead launcher's trial is taken
 over and continued; in the sweep dir's journal or in a real PostgreSQL server."""
 
@@ -22,14 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import REPO, probe_project, script_env, wait_until
-from mlplab.overrides import override
-from mlplab.sweep import shared
-from mlplab.sweep.__main__ import main
-from mlplab.sweep.liveness import STAMP
-from mlplab.sweep.shared import open_trials
-from mlplab.sweep.spec import SweepError, make_trial
-from mlplab.sweep.storage import check_storage_record, record_storage
-from mlplab.sweep.trials import FINISHED, INTERRUPTED
+from mlplab.run.overrides import override
+from mlplab.tools.sweep import shared
+from mlplab.tools.sweep.__main__ import main
+from mlplab.tools.sweep.liveness import STAMP
+from mlplab.tools.sweep.shared import open_trials
+from mlplab.tools.sweep.spec import SweepError, make_trial
+from mlplab.tools.sweep.storage import check_storage_record, record_storage
+from mlplab.tools.sweep.trials import FINISHED, INTERRUPTED
 
 # A program that stands in for train.py where training is not the point: it notes each start in a
 # ledger shared by every trial, leaves a checkpoint to continue from, works `work` seconds, finishes.
@@ -72,7 +72,7 @@ def probe_sweep(folder: Path, seeds: int, work: float, ledger: Path) -> Path:
 
 
 def launcher(sweep_file: Path, sweep_dir: Path, program_root: Path, *options: str) -> list[str]:
-    return [sys.executable, "-m", "mlplab.sweep", str(sweep_file), "--offline", "--fresh-processes", "--stagger", "0",
+    return [sys.executable, "-m", "mlplab.tools.sweep", str(sweep_file), "--offline", "--fresh-processes", "--stagger", "0",
             "--sweep-dir", str(sweep_dir), "--program-root", str(program_root), *options]
 
 
@@ -211,7 +211,7 @@ def test_a_sweep_dir_refuses_a_storage_other_than_its_studys(tmp_path):
 
 
 def test_storage_is_refused_online(program_root, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("mlplab.sweep.__main__.offline_reason", lambda forced: None)
+    monkeypatch.setattr("mlplab.tools.sweep.__main__.offline_reason", lambda forced: None)
     sweep_file = probe_sweep(tmp_path, 2, 0.0, tmp_path / "ledger")
     assert main([str(sweep_file), "--program-root", str(program_root), "--storage", "sqlite:///x.db"]) == 2
     assert "--storage is for offline sweeps" in one_line(capsys.readouterr())
@@ -356,7 +356,7 @@ def test_two_real_launchers_train_one_smoke_sweep_together(mnist, tmp_path):
         "command": ["${env}", "${interpreter}", "${program}", "+experiment=smoke", "trainer.limit_train_batches=5",
                     "${args_no_hyphens}"]}))
     sweep_dir = tmp_path / "sweep"
-    command = [sys.executable, "-m", "mlplab.sweep", str(sweep_file), "--offline", "--stagger", "0",
+    command = [sys.executable, "-m", "mlplab.tools.sweep", str(sweep_file), "--offline", "--stagger", "0",
                "--sweep-dir", str(sweep_dir), "--program-root", str(REPO)]
     results, seconds = run_together([command, command], tmp_path, timeout=600)
     for code, output in results:

@@ -25,13 +25,13 @@ from hypothesis import strategies as st
 from omegaconf import OmegaConf
 
 from helpers import REPO, probe_project, script_env
-from mlplab.report.__main__ import main as report_main
-from mlplab.report.runs import load_runs
-from mlplab.sweep import offline, online, slots, trials
-from mlplab.failures import error_in_text
-from mlplab.sweep.__main__ import main
-from mlplab.sweep.paths import INTERPOLATION_START, run_root
-from mlplab.sweep.spec import SweepError, load_sweep, make_trial
+from mlplab.tools.report.__main__ import main as report_main
+from mlplab.tools.report.runs import load_runs
+from mlplab.tools.sweep import offline, online, slots, trials
+from mlplab.run.failures import error_in_text
+from mlplab.tools.sweep.__main__ import main
+from mlplab.tools.sweep.paths import INTERPOLATION_START, run_root
+from mlplab.tools.sweep.spec import SweepError, load_sweep, make_trial
 
 HYDRA_HINT = "HYDRA_FULL_ERROR"
 HOSTILE_NAMES = ["a b", "a,b", "a=b", "it's", 'say "x"', "$HOME", "${x}", "back\\slash", "[0]", "{a:1}", "a:b",
@@ -259,7 +259,7 @@ def test_gpus_index_into_an_inherited_cuda_visible_devices(program_root, tmp_pat
 
 @pytest.mark.slow  # counts with torch in a process of its own
 def test_gpus_on_this_machine_are_checked_against_what_torch_sees(program_root, tmp_path):
-    result = subprocess.run([sys.executable, "-m", "mlplab.sweep", str(sweep_file(tmp_path, ["finish"])), "--offline",
+    result = subprocess.run([sys.executable, "-m", "mlplab.tools.sweep", str(sweep_file(tmp_path, ["finish"])), "--offline",
                              "--dry-run", "--gpus", "63", "--program-root", str(program_root)],
                             env=script_env(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "GPU 63 is not visible here" in result.stderr
@@ -291,7 +291,7 @@ def test_a_failing_agent_is_one_line_from_its_own_log(program_root, tmp_path, ca
                      "print('wandb: ERROR Find detailed error logs at: /tmp/x.log'); "
                      "sys.exit('Error: Failed to verify credentials with https://api.example: no route')"]
     monkeypatch.setattr(online, "offline_reason", lambda forced: None)
-    monkeypatch.setattr("mlplab.sweep.__main__.offline_reason", lambda forced: None)
+    monkeypatch.setattr("mlplab.tools.sweep.__main__.offline_reason", lambda forced: None)
     monkeypatch.setattr(online, "agent_command", lambda *args: failing_agent)
     code = main([str(sweep_file(tmp_path, ["finish"])), "--sweep-id", "abc", "--project", "p", "--agents", "2",
                  "--stagger", "0", "--sweep-dir", str(tmp_path / "logs"), "--program-root", str(program_root)])
@@ -306,7 +306,7 @@ def test_a_failing_agent_is_one_line_from_its_own_log(program_root, tmp_path, ca
 def test_a_real_agent_with_a_bad_key_and_no_server_is_reported_in_one_line(program_root, tmp_path):
     env = {key: value for key, value in script_env().items() if key != "WANDB_MODE"}
     env |= {"WANDB_API_KEY": "0123456789abcdef" * 2 + "01234567", "WANDB_BASE_URL": "http://127.0.0.1:9"}
-    result = subprocess.run([sys.executable, "-m", "mlplab.sweep", str(sweep_file(tmp_path, ["finish"])), "--sweep-id",
+    result = subprocess.run([sys.executable, "-m", "mlplab.tools.sweep", str(sweep_file(tmp_path, ["finish"])), "--sweep-id",
                              "abc123", "--project", "p", "--entity", "e", "--sweep-dir", str(tmp_path / "logs"),
                              "--program-root", str(program_root)], env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0 and "Traceback" not in result.stdout + result.stderr
@@ -435,7 +435,7 @@ def test_a_real_trial_finishes_in_a_sweep_dir_named_with_every_grammar_character
                     "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
                     "logger=csv", "data.val_size=1000", "${args_no_hyphens}"]}))
     for sweep_dir in (tmp_path / "sp ,='\"$ ${x} ü", tmp_path / "sp ,='\"$ ü \\"):
-        result = subprocess.run([sys.executable, "-m", "mlplab.sweep", str(sweep), "--offline", "--sweep-dir",
+        result = subprocess.run([sys.executable, "-m", "mlplab.tools.sweep", str(sweep), "--offline", "--sweep-dir",
                                  str(sweep_dir), "--program-root", str(REPO)], env=script_env(), capture_output=True,
                                 text=True, timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -444,7 +444,7 @@ def test_a_real_trial_finishes_in_a_sweep_dir_named_with_every_grammar_character
         assert record["outcome"] == "finished" and record["run_status"] == "finished"
         trial_dir = sweep_dir / record["trial"]
         assert 0 < json.loads((trial_dir / "metrics.json").read_text())["test_acc"] <= 1
-        report = subprocess.run([sys.executable, "-m", "mlplab.report", str(sweep_dir), "--smoke"], env=script_env(),
+        report = subprocess.run([sys.executable, "-m", "mlplab.tools.report", str(sweep_dir), "--smoke"], env=script_env(),
                                 capture_output=True, text=True, timeout=300)
         assert report.returncode == 0 and "1 runs, 0 failed" in report.stdout, report.stderr
         page = (sweep_dir / "report.html").read_text()

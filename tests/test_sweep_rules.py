@@ -1,5 +1,5 @@
 """The sweep file's rules are wandb's: the launcher refuses what `wandb.sweep` or wandb's sweep engine
-refuses and lists a grid's points as wandb does (src/mlplab/sweep/rules.py).
+refuses and lists a grid's points as wandb does (src/mlplab/tools/sweep/rules.py).
 
 CASES is the table: each case, what wandb does with it and what the launcher does. The fast tests
 hold the launcher to the table; the slow ones hold the table, generated cases and every file in
@@ -25,8 +25,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from helpers import REPO
-from mlplab.sweep import rules, search
-from mlplab.sweep.spec import SweepError, grid_assignments, validate_sweep
+from mlplab.tools.sweep import rules, search
+from mlplab.tools.sweep.spec import SweepError, grid_assignments, validate_sweep
 
 ACCEPTED, REFUSED = "accepted", "refused"
 BASE = {"program": "train.py", "metric": {"name": "val/acc", "goal": "maximize"},

@@ -1,4 +1,4 @@
-"""Steering a sweep from the command line (src/mlplab/sweep/steering.py): Hydra overrides after the file
+"""Steering a sweep from the command line (src/mlplab/tools/sweep/steering.py): Hydra overrides after the file
 reach every trial, the sweep dir's name and its saved sweep.yaml, online the uploaded sweep; a swept key
 narrows its parameter; what cannot work is one line; the dry run says what --count takes of a grid."""
 
@@ -17,9 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import CONF, REPO, script_env
-from mlplab.sweep.__main__ import listed_trials, main
-from mlplab.sweep.spec import load_sweep
-from mlplab.sweep.steering import grid_count_note, identity, steer
+from mlplab.tools.sweep.__main__ import listed_trials, main
+from mlplab.tools.sweep.spec import load_sweep
+from mlplab.tools.sweep.steering import grid_count_note, identity, steer
 
 ACTIVATIONS = REPO / "sweeps" / "activations.yaml"
 
@@ -114,7 +114,7 @@ def test_online_the_overrides_go_into_the_uploaded_sweeps_command(monkeypatch, c
         uploaded.update(config)
         raise wandb.errors.Error("no server in this test")
 
-    monkeypatch.setattr("mlplab.sweep.__main__.offline_reason", lambda forced: None)
+    monkeypatch.setattr("mlplab.tools.sweep.__main__.offline_reason", lambda forced: None)
     monkeypatch.setattr(wandb, "sweep", refuse)
     assert main([str(ACTIVATIONS), "trainer.max_epochs=1", "seed=1,2"]) == 2
     assert "the wandb server refused" in one_line(capsys.readouterr())
@@ -161,7 +161,7 @@ def test_a_steered_sweep_runs_its_overrides_saves_them_and_a_rerun_of_the_saved_
                                           "parameters": {"seed": {"values": [1, 2, 3, 4, 5]}},
                                           "command": ["${env}", "${interpreter}", "${program}", "epochs=20",
                                                       "${args_no_hyphens}"]}))
-    base = [sys.executable, "-m", "mlplab.sweep", "--offline", "--fresh-processes", "--stagger", "0",
+    base = [sys.executable, "-m", "mlplab.tools.sweep", "--offline", "--fresh-processes", "--stagger", "0",
             "--program-root", str(root)]
     first = subprocess.run([*base, str(sweep_file), "epochs=1", "seed=1,2"], cwd=tmp_path, env=script_env(),
                            capture_output=True, text=True, timeout=300)

@@ -13,10 +13,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import CONF, assert_one_line_error, compose_config, run_script
-from mlplab.checks import check_config
+from mlplab.run.config_checks import check_config
 from mlplab.errors import ConfigError, UserError
-from mlplab.evaluate import load_checkpoint
-from mlplab.targets import allowed_for, check_targets, group_targets
+from mlplab.run.evaluation import load_checkpoint
+from mlplab.run.targets import allowed_for, check_targets, group_targets
 
 # Callables that read, write, run or import: what a hostile file would name.
 HOSTILE_TARGETS = [
@@ -123,7 +123,7 @@ def test_a_config_naming_code_is_refused_by_the_checks(target):
 
 
 def test_the_module_refuses_what_its_hyperparameters_should_not_build(tmp_path):
-    from mlplab.module import MLPClassifier
+    from mlplab.core.classifier import MLPClassifier
 
     hyper_parameters = module_hyperparameters()
     hyper_parameters["norm"] = {"_target_": "builtins.open", "file": str(tmp_path / "x"), "mode": "w"}
@@ -188,7 +188,7 @@ def test_a_saved_config_whose_hydra_section_names_code_is_refused_before_hydra_b
     ({"callbacks": {"run_directory_guard": None}}, "run_directory_guard"),
 ])
 def test_a_config_folders_hydra_settings_may_not_build_what_hydra_and_conf_do_not_ship(tmp_path, hydra_section, named):
-    from mlplab.config_files import check_foreign_configs
+    from mlplab.run.config_files import check_foreign_configs
 
     (tmp_path / "config.yaml").write_text(yaml.safe_dump({"defaults": ["_self_"], "seed": 1, "hydra": hydra_section}))
     with pytest.raises(UserError, match=named):
@@ -226,7 +226,7 @@ def layout_trick(tmp_path: Path, trick: str) -> Path:
 
 @pytest.mark.parametrize("trick", ["searchpath", "symlinked group", "package header", "hydra group"])
 def test_no_layout_of_a_config_folder_hides_a_hostile_setting(tmp_path, trick):
-    from mlplab.config_files import check_foreign_configs
+    from mlplab.run.config_files import check_foreign_configs
 
     folder = layout_trick(tmp_path, trick)
     with pytest.raises(UserError, match="is refused"):
@@ -248,7 +248,7 @@ def test_a_finished_run_reruns_from_its_saved_config_with_its_directory_guarded(
 
 
 def test_an_option_of_a_foreign_folder_picked_on_the_command_line_is_checked_too(tmp_path):
-    from mlplab.config_files import check_foreign_configs
+    from mlplab.run.config_files import check_foreign_configs
 
     (tmp_path / "evilgrp").mkdir()
     (tmp_path / "evilgrp" / "x.yaml").write_text("# @package _global_\n" + yaml.safe_dump(
@@ -266,7 +266,7 @@ def test_an_option_of_a_foreign_folder_picked_on_the_command_line_is_checked_too
     ["+hydra.job.env_set.LD_PRELOAD=/tmp/evil.so"],
 ])
 def test_command_line_overrides_of_hydras_machinery_are_held_to_the_same_rules(overrides):
-    from mlplab.config_files import check_foreign_configs
+    from mlplab.run.config_files import check_foreign_configs
 
     with pytest.raises(UserError, match="is refused"):
         check_foreign_configs(["+experiment=smoke", *overrides], CONF.parent / "train.py")
@@ -283,14 +283,14 @@ def test_command_line_overrides_of_hydras_machinery_are_held_to_the_same_rules(o
     (["++hydra={job_logging:{handlers:{file:{filename:/tmp/x}}}}"], "job_logging"),
 ])
 def test_every_spelling_of_hydras_settings_on_the_command_line_is_checked(argv, named):
-    from mlplab.config_files import check_foreign_configs
+    from mlplab.run.config_files import check_foreign_configs
 
     with pytest.raises(UserError, match=named):
         check_foreign_configs(["+experiment=smoke", *argv], CONF.parent / "train.py")
 
 
 def test_a_shortened_folder_flag_is_checked_like_the_whole_one(tmp_path):
-    from mlplab.config_files import check_foreign_configs
+    from mlplab.run.config_files import check_foreign_configs
 
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(
         {"seed": 1, "hydra": {"callbacks": {"evil": {"_target_": "logging.FileHandler", "filename": "/tmp/x"}}}}))

@@ -1,4 +1,4 @@
-"""The tools around runs refuse hostile values in one line: `python -m mlplab.preview` (its `out=` path
+"""The tools around runs refuse hostile values in one line: `python -m mlplab.tools.preview` (its `out=` path
 and what the file system does to it) and the bench scripts' arguments (bench/process.py,
 bench/throughput.py, bench/minimal_train.py). Fast tests call the checks in this process; the slow
 ones start the real entry points, as a user would."""
@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from helpers import REPO, options, script_env
-from mlplab import preview
+from mlplab.tools import preview
 from mlplab.errors import UserError
 
 BENCH = REPO / "bench"
@@ -165,7 +165,7 @@ def test_preview_refuses_in_one_line_and_writes_nothing(case, mnist, tmp_path):
     argv, status, names = PREVIEW_CASES[case]
     argv = argv or [f"out={hostile_outs(tmp_path)[case][0]}"]
     files = listing(tmp_path)
-    result = run_tool(["-m", "mlplab.preview", *argv], cwd=work)
+    result = run_tool(["-m", "mlplab.tools.preview", *argv], cwd=work)
     output = result.stdout + result.stderr
     assert result.returncode == status, output[-3000:]
     assert "Traceback" not in output and "HYDRA_FULL_ERROR" not in output and names in one_error_line(result.stderr)
@@ -174,8 +174,8 @@ def test_preview_refuses_in_one_line_and_writes_nothing(case, mnist, tmp_path):
 
 @pytest.mark.slow
 def test_preview_help_is_the_usage(tmp_path):
-    result = run_tool(["-m", "mlplab.preview", "--help"], cwd=tmp_path)
-    assert result.returncode == 0 and result.stdout.startswith("usage: python -m mlplab.preview")
+    result = run_tool(["-m", "mlplab.tools.preview", "--help"], cwd=tmp_path)
+    assert result.returncode == 0 and result.stdout.startswith("usage: python -m mlplab.tools.preview")
     assert listing(tmp_path) == set()
 
 

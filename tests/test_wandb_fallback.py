@@ -1,4 +1,4 @@
-"""wandb without its server, and the WANDB_* values wandb would refuse (src/mlplab/loggers.py).
+"""wandb without its server, and the WANDB_* values wandb would refuse (src/mlplab/run/loggers.py).
 
 A run with credentials whose server cannot be used logs offline into its run directory, says so in
 one line with the `wandb sync` command, and finishes; a WANDB_* value wandb refuses, a logger
@@ -22,8 +22,8 @@ import wandb
 
 from helpers import REPO, script_env
 from mlplab.errors import ConfigError
-from mlplab.loggers import OFFLINE_MODES, ONLINE_MODES, check_wandb_environment, wandb_server_problem
-from mlplab.runfiles import read_json
+from mlplab.run.loggers import OFFLINE_MODES, ONLINE_MODES, check_wandb_environment, wandb_server_problem
+from mlplab.run.records import read_json
 
 FAKE_KEY = "a" * 40  # the form of a real key (40 characters), known to no server
 NOTICE = re.compile(r"^warning: wandb's server (\S+) cannot be used \((.+)\); this run logs offline to (\S+): "

@@ -44,8 +44,8 @@ def fit_in_process(output_dir: Path, *overrides: str, callbacks=(), logger=False
     import pytorch_lightning as pl
     from hydra.utils import instantiate
 
-    from mlplab.guards import NonFiniteLossGuard
-    from mlplab.train import build_module
+    from mlplab.run.stops import NonFiniteLossGuard
+    from mlplab.run.training import build_module
 
     cfg = compose_config("trainer=cpu", "trainer.num_sanity_val_steps=0", "logger=none",
                          f"paths.output_dir={output_dir}", *overrides)

@@ -3,9 +3,9 @@
 Callers pass in data and get a figure back; what they save or log is their business. Figures own
 their Agg canvas, so drawing touches no global backend and leaks into no figure registry.
 
-- `mlplab.plots.run`: a run's figures (first-layer weights, confusion matrix, augmentation preview);
-- `mlplab.plots.chapter`: the textbook chapter's figures (activations, sigmoid, norms, gradients);
-- `mlplab.plots.report`: the report's charts (a metric per swept value, learning curves).
+- `mlplab.plots.run_figures`: a run's figures (first-layer weights, confusion matrix, augmentation preview);
+- `mlplab.plots.chapter_figures`: the textbook chapter's figures (activations, sigmoid, norms, gradients);
+- `mlplab.plots.report_charts`: the report's charts (a metric per swept value, learning curves).
 """
 
 from __future__ import annotations

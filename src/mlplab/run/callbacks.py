@@ -1,0 +1,266 @@
+"""Lightning callbacks that show what the chapter is about, as metrics and figures of a run.
+
+- `WeightImages`: the first Linear layer's weights as a grid of 28x28 images, once per epoch.
+- `GradientNorms`: each Linear layer's weight-gradient RMS and norm, per epoch and per logging interval
+  (vanishing gradients).
+- `ActivationStats`: mean, std and fraction of exact zeros (dead ReLUs) of each hidden activation.
+- `ConfusionMatrix`: the test set's 10x10 confusion matrix, as JSON and as a figure.
+
+Scalars go through `pl_module.log`, so they reach every active logger (csv/metrics.csv, wandb).
+Figures are written under `<trainer.default_root_dir>/figures/` and also sent to the loggers that
+have `log_image` (WandbLogger). Drawing lives in `mlplab.plots`; these classes only hook Lightning.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Callback
+from torchmetrics.classification import MulticlassConfusionMatrix
+
+from mlplab.core.model import MLP
+from mlplab.plots.run_figures import confusion_matrix_figure, weight_grid_figure
+from mlplab.run.records import FIGURES_DIR
+
+
+def _net(pl_module: pl.LightningModule) -> MLP:
+    net = getattr(pl_module, "net", None)
+    if not isinstance(net, MLP):
+        raise TypeError(f"the mlplab callbacks need a module with an MLP as `.net`; {type(pl_module).__name__} has none")
+    return net
+
+
+def _log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
+    for logger in trainer.loggers:
+        if hasattr(logger, "log_image"):
+            logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
+
+
+class WeightImages(Callback):
+    """Draws the first Linear layer's weights every `every_n_epochs` epochs and at the end of training.
+
+    Writes `figures/weights_epoch{epoch:03d}.png` and `figures/weights.png` (the latest) in the run
+    directory, and logs the image as `weights/first_layer` where a logger has `log_image`.
+    """
+
+    def __init__(self, every_n_epochs: int = 1) -> None:
+        if every_n_epochs < 1:
+            raise ValueError(f"WeightImages(every_n_epochs={every_n_epochs}): must be 1 or more")
+        self.every_n_epochs = every_n_epochs
+        self._last_epoch = 0
+        self._drawn_step = -1
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_epoch = trainer.current_epoch
+        if (trainer.current_epoch + 1) % self.every_n_epochs == 0:
+            self.draw(trainer, pl_module, trainer.current_epoch)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step != self._drawn_step:
+            self.draw(trainer, pl_module, self._last_epoch)
+
+    def draw(self, trainer: pl.Trainer, pl_module: pl.LightningModule, epoch: int) -> Path | None:
+        """Write (and log) the figure of the current weights, labelled `epoch`; rank zero only."""
+        self._drawn_step = trainer.global_step
+        if not trainer.is_global_zero:
+            return None
+        folder = Path(trainer.default_root_dir) / FIGURES_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"weights_epoch{epoch:03d}.png"
+        weight_grid_figure(_net(pl_module).linear_layers()[0].weight).savefig(path)
+        shutil.copyfile(path, folder / "weights.png")
+        _log_image(trainer, "weights/first_layer", path)
+        return path
+
+
+class GradientNorms(Callback):
+    """The size of each Linear layer's weight gradient, measured before every optimizer step.
+
+    i counts the Linear layers from the input side, from 0. Per epoch (the mean over its steps):
+
+    - `grad_rms/linear{i}`: the root mean square of the gradient's entries, ||dL/dW|| / sqrt(entries).
+      Per weight, so layers of 78,400, 10,000 and 1,000 weights compare on one scale.
+    - `grad_norm/linear{i}`: the L2 (Frobenius) norm ||dL/dW||, which grows with the layer's size.
+
+    And `grad_rms_interval/linear{i}`, the mean RMS over each logging interval (every
+    `trainer.log_every_n_steps` optimizer steps), logged at the interval's last step: how the
+    gradients change within an epoch, which an epoch mean hides. Its rows carry the epoch too.
+
+    The sums stay on the device; they reach the host once per interval and once per epoch.
+    """
+
+    def __init__(self) -> None:
+        self._epoch_sums: torch.Tensor | None = None  # [2, layers]: norm and RMS, summed over the epoch's steps
+        self._interval_sums: torch.Tensor | None = None  # [layers]: RMS summed over the interval's steps
+        self._inverse_sqrt_sizes: torch.Tensor | None = None
+        self._epoch_steps = self._interval_steps = 0
+        # (epoch, last step, mean RMS) of the intervals that ended in this batch, logged when it ends.
+        self._interval_logs: list[tuple[int, int, torch.Tensor]] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        layers = _net(pl_module).linear_layers()
+        self._inverse_sqrt_sizes = torch.tensor([layer.weight.numel() ** -0.5 for layer in layers],
+                                                device=pl_module.device)
+        self._epoch_sums = torch.zeros(2, len(layers), device=pl_module.device)
+        if self._interval_sums is None or self._interval_sums.device != pl_module.device:
+            self._interval_sums = torch.zeros(len(layers), device=pl_module.device)
+            self._interval_steps = 0
+        self._epoch_steps = 0
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        gradients = [layer.weight.grad for layer in _net(pl_module).linear_layers()]
+        if self._epoch_sums is None or any(gradient is None for gradient in gradients):
+            return
+        # One fused kernel for all layers, and no .item(): a host sync per step would stall the GPU.
+        norms = torch.stack(torch._foreach_norm(gradients)).float()
+        rms = norms * self._inverse_sqrt_sizes
+        self._epoch_sums += torch.stack([norms, rms])
+        self._interval_sums += rms
+        self._epoch_steps += 1
+        self._interval_steps += 1
+        step = trainer.global_step + 1  # this step's number: Lightning counts it once the optimizer has stepped
+        if step % max(trainer.log_every_n_steps, 1) == 0:
+            self._interval_logs.append((trainer.current_epoch, step, self._interval_sums / self._interval_steps))
+            self._interval_sums = torch.zeros_like(self._interval_sums)
+            self._interval_steps = 0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:
+        # After the batch's steps (several with data.chunk), as the module logs its training loss.
+        for epoch, step, means in self._interval_logs:
+            metrics = {f"grad_rms_interval/linear{index}": mean for index, mean in enumerate(means.tolist())}
+            metrics["epoch"] = epoch  # as in Lightning's rows: readers see where each epoch ends
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=step)
+        self._interval_logs.clear()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._epoch_sums is None or self._epoch_steps == 0:
+            return
+        norms, rms = self._epoch_sums / self._epoch_steps
+        pl_module.log_dict({f"grad_norm/linear{index}": mean for index, mean in enumerate(norms)}
+                           | {f"grad_rms/linear{index}": mean for index, mean in enumerate(rms)}, on_epoch=True)
+
+
+class ActivationStats(Callback):
+    """Logs `activation/layer{i}/{mean,std,zero_frac,dead_frac}` of each hidden activation's output,
+    once per epoch.
+
+    The statistics come from a fixed batch, the first `num_images` validation images (test images
+    when there is no validation split), run in eval mode without gradients. `zero_frac` is the
+    fraction of outputs that are exactly zero (inactive ReLUs on that input); `dead_frac` the
+    fraction of units that are zero on every image of the batch (dead units, never active).
+    """
+
+    def __init__(self, num_images: int = 1000) -> None:
+        if num_images < 1:
+            raise ValueError(f"ActivationStats(num_images={num_images}): must be 1 or more")
+        self.num_images = num_images
+        self._inputs: torch.Tensor | None = None
+        self._recorded_epoch: int | None = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.record(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Epochs without validation (data.val_size=0, limit_val_batches=0) are measured here instead.
+        if self._recorded_epoch != trainer.current_epoch:
+            self.record(trainer, pl_module)
+
+    def fixed_inputs(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> torch.Tensor:
+        """The normalized fixed batch on the module's device (cached)."""
+        if self._inputs is None or self._inputs.device != pl_module.device:
+            datamodule = trainer.datamodule
+            if datamodule is None or not hasattr(datamodule, "split"):
+                raise TypeError("ActivationStats needs the run's MNISTDataModule: trainer.fit(module, datamodule=...)")
+            images, _ = datamodule.split("val")
+            if len(images) == 0:
+                images, _ = datamodule.split("test")
+            self._inputs = datamodule.to_input(images[: self.num_images].to(pl_module.device))
+        return self._inputs
+
+    @torch.no_grad()
+    def statistics(self, net: MLP, inputs: torch.Tensor) -> torch.Tensor:
+        """[hidden layers, 4]: mean, std, zero fraction and dead-unit fraction of each hidden activation's
+        output on `inputs`."""
+        outputs: list[torch.Tensor] = []
+        handles = [
+            module.register_forward_hook(lambda module, args, output: outputs.append(output))
+            for module in net.hidden_activations()
+        ]
+        modes = {module: module.training for module in net.modules()}
+        try:
+            net.eval()
+            net(inputs.to(net.linear_layers()[0].weight.dtype))
+        finally:
+            for handle in handles:
+                handle.remove()
+            for module, training in modes.items():
+                module.training = training
+        return torch.stack([
+            torch.stack([output.float().mean(), output.float().std(), (output == 0).float().mean(),
+                         (output == 0).all(dim=0).float().mean()])
+            for output in outputs
+        ])
+
+    def record(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._recorded_epoch = trainer.current_epoch
+        stats = self.statistics(_net(pl_module), self.fixed_inputs(trainer, pl_module))
+        metrics = {}
+        for index, (mean, std, zero_frac, dead_frac) in enumerate(stats.tolist()):
+            metrics |= {
+                f"activation/layer{index}/mean": mean,
+                f"activation/layer{index}/std": std,
+                f"activation/layer{index}/zero_frac": zero_frac,
+                f"activation/layer{index}/dead_frac": dead_frac,
+            }
+        pl_module.log_dict(metrics, on_epoch=True)
+
+
+class ConfusionMatrix(Callback):
+    """The test set's confusion matrix (rows: true class, columns: predicted class), at the end of testing.
+
+    Writes `confusion_matrix.json` (a list of lists of counts) and `figures/confusion_matrix.png` in
+    the run directory and logs the figure as `test/confusion_matrix` where a logger has `log_image`.
+    The counts of the last test run stay in `self.matrix`.
+    """
+
+    def __init__(self) -> None:
+        self.matrix: torch.Tensor | None = None
+        self._metric: MulticlassConfusionMatrix | None = None
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        num_classes = _net(pl_module).linear_layers()[-1].out_features
+        # Labels come from the datamodule; the argument checks would cost a host sync per batch.
+        self._metric = MulticlassConfusionMatrix(num_classes, validate_args=False).to(pl_module.device)
+
+    def on_test_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: tuple[torch.Tensor, torch.Tensor],
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        # test_step returns its logits, so the matrix costs no second forward pass.
+        self._metric.update(outputs, batch[1])
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.matrix = self._metric.compute().cpu()  # on every rank: compute() gathers across ranks
+        if not trainer.is_global_zero:
+            return
+        folder = Path(trainer.default_root_dir)
+        (folder / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+        (folder / "confusion_matrix.json").write_text(json.dumps(self.matrix.tolist()) + "\n")
+        path = folder / FIGURES_DIR / "confusion_matrix.png"
+        confusion_matrix_figure(self.matrix).savefig(path)
+        _log_image(trainer, "test/confusion_matrix", path)

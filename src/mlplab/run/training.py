@@ -1,0 +1,332 @@
+"""Build the datamodule, module, trainer and loggers from a composed config; fit, test, record.
+
+`run(cfg)` is everything `train.py` does after Hydra has composed the config and the checks passed.
+A run directory ends up holding `.hydra/` (config, overrides), `status.json` (running, finished,
+failed or interrupted), `run_info.json` (seed, git, versions, data MD5s, hardware, times),
+`metrics.json`, `checkpoints/` and the loggers' files. Every way a run can end leaves status.json
+saying which one it was.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import signal
+import socket
+import sys
+import time
+import traceback
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import get_class, instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.loggers import CSVLogger
+from pytorch_lightning.utilities import rank_zero_only
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
+
+from mlplab.run.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
+from mlplab.core.data import MNISTDataModule
+from mlplab.errors import ConfigError
+from mlplab.run.stops import NonFiniteLossGuard, RunInterrupted, StopOnSignal
+from mlplab.run.loggers import build_loggers, finish_wandb, log_run
+from mlplab.core.classifier import MLPClassifier
+from mlplab.run.overrides import readable_override
+from mlplab.fastpath.progress import StepProgressBar
+from mlplab.run import resume
+from mlplab.run.provenance import run_info
+from mlplab.run.records import (CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED, METRICS_FILE, RUN_INFO_FILE,
+                             RUNNING, read_json, release, slurm_job, now, write_json, write_status, write_text)
+
+MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
+
+
+class FitClock(Callback):
+    """Seconds spent fitting and in all, kept in every checkpoint, so a resumed run's totals cover
+    every segment up to the checkpoint it continues from."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()  # this segment's start
+        self.fit_before = self.wall_before = 0.0  # the earlier segments'
+        self._fit_started: float | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
+
+    @property
+    def fit_seconds(self) -> float:
+        return self.fit_before + (time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, float]:
+        return {"fit_seconds": self.fit_seconds, "wall_seconds": self.wall_seconds}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Only a resumed fit continues the totals; testing the best checkpoint must not rewind them.
+        if trainer.state.fn == "fit":
+            state = checkpoint.get("callbacks", {}).get(type(self).__name__, {})
+            self.fit_before = float(state.get("fit_seconds", 0.0))
+            self.wall_before = float(state.get("wall_seconds", 0.0))
+
+
+class FlushLoggers(Callback):
+    """Writes what the loggers hold at each epoch's start, so the curves on disk reach the last checkpoint."""
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.save()
+
+
+def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
+    """The resolved config, one branch per top-level key."""
+    tree = Tree("config", guide_style="dim")
+    for key, value in cfg.items():
+        branch = tree.add(f"[bold]{key}[/bold]")
+        text = OmegaConf.to_yaml(value, resolve=True) if OmegaConf.is_config(value) else str(value)
+        branch.add(Syntax(text.rstrip(), "yaml", theme="ansi_dark", background_color="default"))
+    (console or Console()).print(tree)
+
+
+def build_module(cfg: DictConfig, datamodule: MNISTDataModule | type[MNISTDataModule] = MNISTDataModule) -> MLPClassifier:
+    """The LightningModule of cfg; input and output sizes come from the data module."""
+    groups = {name: OmegaConf.to_container(cfg[name], resolve=True) if cfg.get(name) is not None else {}
+              for name in MODULE_GROUPS}
+    groups["model"] = {**groups["model"], "input_size": datamodule.input_size, "num_classes": datamodule.num_classes}
+    return MLPClassifier(**groups)
+
+
+def interactive() -> bool:
+    return sys.stdout.isatty()
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list) -> pl.Trainer:
+    """Lightning's Trainer from cfg.trainer; a value Lightning refuses is one line naming it."""
+    if interactive():
+        callbacks = [*callbacks, StepProgressBar()]
+    if (cfg.get("data") or {}).get("chunk", 1) > 1:
+        # Lightning compares its count of chunks with the logging interval, which counts steps.
+        warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging")
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
+                           enable_progress_bar=interactive())
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        reason = " ".join(str(cause).split()) or type(cause).__name__
+        raise ConfigError(f"trainer settings refused by Lightning: {reason[:300]}. "
+                          "See `python train.py --cfg job` for the trainer group.") from None
+
+
+def checkpoint_callback(output_dir: Path, validates: bool) -> ModelCheckpoint:
+    """best.ckpt by validation accuracy (when there is a validation set) and last.ckpt, each
+    overwritten in place: a run directory never holds a stale `-v1` copy beside them."""
+    return ModelCheckpoint(
+        dirpath=output_dir / CHECKPOINTS_DIR,
+        filename="best",
+        monitor="val/acc" if validates else None,
+        mode="max",
+        save_top_k=1 if validates else 0,
+        save_last=True,
+        auto_insert_metric_name=False,
+        enable_version_counter=False,
+        # After the module's own epoch-end logging, so a checkpoint never predates its epoch's curves.
+        save_on_train_epoch_end=True,
+    )
+
+
+def insight_callbacks() -> list[Callback]:
+    """What the dashboard shows: weight images, gradient norms, activation statistics, confusion matrix."""
+    # Drawing the weight grid costs ~0.25 s, a fifth of an epoch of the reference model on a CPU.
+    return [WeightImages(every_n_epochs=5), GradientNorms(), ActivationStats(), ConfusionMatrix()]
+
+
+def is_rank_zero() -> bool:
+    """True in the process that owns the run directory (DDP's other ranks re-run train.py)."""
+    return rank_zero_only.rank == 0
+
+
+def start_info(cfg: DictConfig, output_dir: Path, data_md5s: dict[str, str]) -> dict[str, Any]:
+    """run_info.json: written at the start; a resumed run keeps the original and notes the resume."""
+    info = read_json(output_dir / RUN_INFO_FILE) if cfg.get("resume") else None
+    if info is not None:
+        info.setdefault("resumed", []).append(now())
+    else:
+        info = {**run_info(cfg.seed, data_md5s), "wandb_id": secrets.token_hex(4)}
+    if is_rank_zero():
+        write_json(output_dir / RUN_INFO_FILE, info)
+    return info
+
+
+def resume_command(output_dir: Path) -> str:
+    from hydra.core.hydra_config import HydraConfig
+
+    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    overrides = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
+    return shlex.join(["python", "train.py", *overrides, readable_override("resume", str(output_dir))])
+
+
+def prepare_resume(output_dir: Path, loggers: list) -> Path | None:
+    """The checkpoint a resumed run continues from (None: start over in place), with the CSV curves
+    continued from it. The settings were compared before Hydra wrote anything (resume.RunDirectoryGuard)."""
+    # Lightning warns about a non-empty log and checkpoint folder; continuing in it is the point here.
+    warnings.filterwarnings("ignore", message=r"(Experiment logs|Checkpoint) directory .* exists and is not empty")
+    checkpoint = resume.last_checkpoint(output_dir)
+    if checkpoint is not None and is_rank_zero():
+        position = resume.checkpoint_position(checkpoint)
+        for logger in loggers:
+            if isinstance(logger, CSVLogger):
+                resume.continue_curves(logger, output_dir, *position)
+    return checkpoint
+
+
+def _covers_all(limit: Any) -> bool:
+    """A `limit_*_batches` that leaves nothing out: unset, or the fraction 1.0 (the int 1 is one batch)."""
+    return limit is None or (isinstance(limit, float) and limit == 1.0)
+
+
+def stopped_early(cfg: DictConfig, trainer: pl.Trainer, best_val: Any) -> str | None:
+    """Why a fit that was set up as a full run did not give one: it ended before its last epoch
+    (max_time), or no epoch was validated although there is a validation set."""
+    if trainer.current_epoch < cfg.trainer.max_epochs:
+        return f"training ended after {trainer.current_epoch} of trainer.max_epochs={cfg.trainer.max_epochs} epochs"
+    if cfg.data.val_size > 0 and best_val is None:
+        return "no epoch was validated (see trainer.check_val_every_n_epoch), so no checkpoint was selected"
+    return None
+
+
+def smoke_reason(cfg: DictConfig) -> str | None:
+    """Why a run is only a check that the pipeline works, not a result (None: it is a result).
+
+    fast_dev_run trains and tests a batch or two; limits and overfit_batches leave out part of an
+    epoch, of the validation set (which selects the tested checkpoint) or of the test set; a
+    max_steps that ends before max_epochs cuts the training short.
+    """
+    trainer = cfg.trainer
+    if trainer.get("fast_dev_run"):
+        return f"trainer.fast_dev_run={trainer.fast_dev_run}"
+    reasons = [f"trainer.{name}={value}" for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
+               if not _covers_all(value := trainer.get(name))]
+    if trainer.get("overfit_batches"):
+        reasons.append(f"trainer.overfit_batches={trainer.overfit_batches}")
+    max_steps = trainer.get("max_steps")
+    epoch_steps = -(-(get_class(cfg.data._target_).train_size - cfg.data.val_size) // cfg.data.batch_size)
+    if max_steps not in (None, -1) and max_steps < epoch_steps * trainer.max_epochs:
+        reasons.append(f"trainer.max_steps={max_steps} ends before trainer.max_epochs={trainer.max_epochs}")
+    return ", ".join(reasons) or None
+
+
+def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, datamodule: MNISTDataModule,
+                 checkpoints: ModelCheckpoint, clock: FitClock, ckpt_path: Path | None) -> dict[str, Any]:
+    fitted = torch.compile(module) if cfg.model.get("compile") else module
+    trainer.fit(fitted, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    fit_seconds = clock.fit_seconds
+    tested = "best" if checkpoints.monitor and checkpoints.best_model_path else "last"
+    results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)[0]
+    best_val = checkpoints.best_model_score
+    return {
+        "name": cfg.name,
+        "seed": cfg.seed,
+        "test_acc": results["test/acc"],
+        "test_loss": results["test/loss"],
+        "val_acc_best": float(best_val) if best_val is not None else None,
+        "tested_checkpoint": tested,
+        "epochs": trainer.current_epoch,
+        "global_steps": trainer.global_step,
+        "fit_seconds": round(fit_seconds, 3),
+        "wall_seconds": round(clock.wall_seconds, 3),
+        "smoke": smoke_reason(cfg) or stopped_early(cfg, trainer, best_val),
+    }
+
+
+def record_stop(output_dir: Path, stop: StopOnSignal) -> int:
+    """Say how an interrupted run continues; its exit status (128 + the signal's number)."""
+    name = signal.Signals(stop.signum).name
+    saved = f"; state saved to {stop.checkpoint}" if stop.checkpoint else ""
+    last = resume.last_checkpoint(output_dir)
+    start = "from the last completed epoch (checkpoints/last.ckpt)" if last else "from the start (no epoch had finished)"
+    write_status(output_dir, INTERRUPTED, signal=name, ended=now())
+    print(f"\nInterrupted by {name}{saved}.\nResume {start} with:\n  {resume_command(output_dir)}", file=sys.stderr)
+    return 128 + int(stop.signum)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Train and test one configuration; return (and write to metrics.json) its final metrics.
+
+    Raises SystemExit(128 + N) when signal N stopped the run.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    stop = StopOnSignal()
+    stop.install()
+    try:
+        return _run(cfg, output_dir, stop)
+    except (RunInterrupted, SystemExit) as error:
+        if stop.signum is None:
+            raise
+        if is_rank_zero():
+            raise SystemExit(record_stop(output_dir, stop)) from None
+        raise SystemExit(128 + stop.signum) from error
+    finally:
+        stop.uninstall()
+        release(output_dir)
+
+
+def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any]:
+    if is_rank_zero():
+        write_status(output_dir, RUNNING, pid=os.getpid(), host=socket.gethostname(), slurm_job=slurm_job(),
+                     started=now(), ended=None, signal=None, error=None)
+        print_config_tree(cfg)
+    loggers: list = []
+    try:
+        metrics = _train(cfg, output_dir, stop, loggers)
+    except BaseException as error:
+        if stop.signum is not None:
+            finish_wandb(loggers, None, INTERRUPTED, exit_code=128 + stop.signum)
+            raise
+        finish_wandb(loggers, None, FAILED, exit_code=1)
+        if is_rank_zero():
+            write_text(output_dir / ERROR_LOG, "".join(traceback.format_exception(error)))
+            write_status(output_dir, FAILED, error=str(error).splitlines()[0] if str(error) else type(error).__name__,
+                         ended=now())
+        raise
+    finish_wandb(loggers, metrics, FINISHED)
+    if is_rank_zero():
+        write_json(output_dir / METRICS_FILE, metrics)
+        write_json(output_dir / RUN_INFO_FILE, {**(read_json(output_dir / RUN_INFO_FILE) or {}), "ended": now(),
+                                                "metrics": metrics})
+        write_status(output_dir, FINISHED, ended=now(), smoke=metrics["smoke"])
+        summary = (f"test accuracy {metrics['test_acc']:.2%}[/] (loss {metrics['test_loss']:.4f}, "
+                   f"{metrics['epochs']} epochs, {metrics['wall_seconds']:.0f} s) -> {output_dir}")
+        if metrics["smoke"]:
+            summary = f"[bold yellow]smoke check only ({metrics['smoke']}), not a result: {summary}"
+        Console(soft_wrap=True).print(f"[bold green]{summary}" if not metrics["smoke"] else summary)
+    return metrics
+
+
+def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list) -> dict[str, Any]:
+    """Everything between the first status and the last: each step may fail or be stopped."""
+    checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0), FitClock()
+    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *insight_callbacks()]
+    trainer = build_trainer(cfg, callbacks, [])  # before any data is read: Lightning checks its own arguments
+    pl.seed_everything(cfg.seed, workers=True)
+    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
+    if is_rank_zero():  # where Lightning itself prepares data
+        datamodule.prepare_data()
+    datamodule.setup("fit")  # checks the MD5s, which go into run_info.json
+    info = start_info(cfg, output_dir, datamodule.file_md5s)
+    module = build_module(cfg, datamodule)
+    loggers += build_loggers(cfg, wandb_id=info.get("wandb_id"))
+    ckpt_path = prepare_resume(output_dir, loggers) if cfg.get("resume") else None
+    log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
+    trainer.loggers = loggers
+    metrics = fit_and_test(cfg, trainer, module, datamodule, checkpoints, clock, ckpt_path)
+    return {**metrics, "output_dir": str(output_dir)}

@@ -1,0 +1,37 @@
+"""The report as Markdown: the same text tables as the HTML page, without the charts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from mlplab.tools.report import tables
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table of a DataFrame of text (pandas' to_markdown would need tabulate for this)."""
+
+    def line(cells: list[str]) -> str:
+        # A pipe or line break inside a cell would end the cell or the row.
+        return "| " + " | ".join(" ".join(str(text).split()).replace("|", "\\|") for text in cells) + " |"
+
+    header = [str(name) for name in table.columns]
+    return "\n".join([line(header), line(["---"] * len(header)),
+                      *(line(list(row)) for row in table.itertuples(index=False))])
+
+
+def report_markdown(root: Path, frame: pd.DataFrame, runs: pd.DataFrame, metric: str, minimize: bool) -> str:
+    """Runs best first, the summary per configuration and the failed runs. `frame` holds every run,
+    `runs` the finished ones best first."""
+    swept = list(frame.attrs["swept"])
+    sections = [f"# Training runs under {root}", "", tables.headline(frame, metric, minimize), ""]
+    if len(runs):
+        summary = tables.summarize(runs, swept, metric, minimize)
+        sections += ["## Runs", "", markdown_table(tables.runs_table(runs, swept, metric)), "",
+                     "## Summary by configuration", "",
+                     markdown_table(tables.summary_table(summary, swept, metric)), ""]
+    failed = tables.failed_table(frame)
+    if len(failed):
+        sections += ["## Failed or unfinished runs", "", markdown_table(failed), ""]
+    return "\n".join(sections).rstrip("\n") + "\n"

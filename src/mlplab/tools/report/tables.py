@@ -1,0 +1,182 @@
+"""From the runs DataFrame to the tables a reader sees: runs ranked by a metric, the metric per
+configuration over seeds (mean, std, count, 95 % confidence interval of the mean), failed runs.
+
+The `*_table` functions return DataFrames of formatted text, so the HTML page and the Markdown
+file show the very same cells.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+import statistics
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlplab.errors import UserError
+from mlplab.tools.report.runs import FINISHED, is_seed_key, is_unknown
+
+# The metrics.json keys shown in the runs table after the chosen metric, in this order.
+METRIC_COLUMNS = ("test_acc", "test_loss", "val_acc_best", "epochs", "global_steps", "fit_seconds")
+COUNTS = ("epochs", "global_steps")
+MISSING = "—"
+# t_{0.975, df} for df = 1..30 (any statistics table); beyond, the Cornish-Fisher series below
+# is within 1e-5 of it. Used only when scipy is not installed.
+T_975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
+         2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922,
+         2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831,
+         2.048407, 2.045230, 2.042272)
+
+
+def t_quantile_975(degrees: int) -> float:
+    """The 0.975 quantile of Student's t distribution with `degrees` degrees of freedom."""
+    try:
+        from scipy.stats import t
+    except ImportError:
+        if degrees <= len(T_975):
+            return T_975[degrees - 1]
+        z, v = statistics.NormalDist().inv_cdf(0.975), degrees
+        return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
+                + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
+    return float(t.ppf(0.975, degrees))
+
+
+def interval_half_width(std: float, count: int) -> float:
+    """t_{0.975,n-1} · std / sqrt(n): the 95 % confidence interval of a mean is mean ± this (NaN for n < 2)."""
+    return t_quantile_975(count - 1) * std / math.sqrt(count) if count > 1 else math.nan
+
+
+def lower_is_better(metric: str) -> bool:
+    """Losses, errors and times are minimized; everything else (accuracies) maximized."""
+    return any(word in metric for word in ("loss", "error", "seconds"))
+
+
+def metric_values(frame: pd.DataFrame, metric: str) -> pd.Series:
+    """The metric as floats; NaN where a run lacks it or recorded something else."""
+    if metric not in frame:
+        return pd.Series(math.nan, index=frame.index, dtype=float)
+    return pd.to_numeric(frame[metric].where(frame[metric].map(is_number)), errors="coerce").astype(float)
+
+
+def is_number(value: Any) -> bool:
+    """A finite int or float (numpy's included), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value)
+
+
+def check_metric(frame: pd.DataFrame, metric: str) -> None:
+    """Stop, naming the metrics that do exist, when no finished run recorded `metric` as a number."""
+    finished = frame[frame["status"] == FINISHED]
+    if len(finished) and metric_values(finished, metric).isna().all():
+        numeric = [column for column in finished.columns if finished[column].map(is_number).any()]
+        raise UserError(f"--metric {metric}: no run's metrics.json has it as a number; "
+                        f"use one of: {', '.join(sorted(numeric))}.")
+
+
+def ranked_runs(frame: pd.DataFrame, metric: str, minimize: bool) -> pd.DataFrame:
+    """The finished runs, best first by metric; runs without it last."""
+    finished = frame[frame["status"] == FINISHED].assign(_score=lambda runs: metric_values(runs, metric))
+    return finished.sort_values("_score", ascending=minimize, na_position="last", kind="stable").drop(columns="_score")
+
+
+def config_keys(swept: Sequence[str]) -> list[str]:
+    """The parameters that make a configuration: runs differing only by seed are repeats of one."""
+    return [key for key in swept if not is_seed_key(key)]
+
+
+def summarize(runs: pd.DataFrame, swept: Sequence[str], metric: str, minimize: bool) -> pd.DataFrame:
+    """Per configuration: count, mean, std, min, max of the metric and the 95 % interval of the mean;
+    best mean first."""
+    keys = config_keys(swept)
+    scored = runs.assign(_score=metric_values(runs, metric)).dropna(subset="_score")
+    if keys:
+        groups = scored.groupby(keys, dropna=False, sort=False)["_score"]
+    else:
+        groups = scored.groupby(lambda _: "all runs")["_score"]
+    summary = groups.agg(["count", "mean", "std", "min", "max"]).reset_index(drop=not keys)
+    half_width = [interval_half_width(std, count) for std, count in zip(summary["std"], summary["count"])]
+    summary["ci_low"] = summary["mean"] - half_width
+    summary["ci_high"] = summary["mean"] + half_width
+    return summary.sort_values("mean", ascending=minimize, kind="stable").reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Formatting: the same text in HTML and Markdown
+
+
+def format_param(value: Any) -> str:
+    """A parameter value as the user would type it."""
+    if value is None:
+        return "null"
+    if is_unknown(value):
+        return MISSING
+    return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+
+
+def format_metric(name: str, value: Any) -> str:
+    """Accuracies in percent, losses to 4 places, seconds to 0.1, counts as integers."""
+    if value is None or is_unknown(value):
+        return MISSING
+    if not is_number(value):
+        return str(value)
+    if name.endswith(("acc", "acc_best")):
+        return f"{value:.2%}"
+    if "seconds" in name:
+        return f"{value:.1f}"
+    # A column with a failed run's gap turns counts into floats; they are still counts.
+    return str(int(value)) if isinstance(value, numbers.Integral) or name in COUNTS else f"{value:.4f}"
+
+
+def table_columns(metric: str) -> list[str]:
+    """The metrics in the runs table: the chosen one first."""
+    return [metric, *(column for column in METRIC_COLUMNS if column != metric)]
+
+
+def runs_table(runs: pd.DataFrame, swept: Sequence[str], metric: str) -> pd.DataFrame:
+    """Rank, run, swept parameters and metrics, as text."""
+    table = pd.DataFrame({"#": [str(rank) for rank in range(1, len(runs) + 1)], "run": list(runs["label"])})
+    for key in swept:
+        table[key] = [format_param(value) for value in runs[key]]
+    for name in table_columns(metric):
+        values = runs[name] if name in runs else [None] * len(runs)
+        table[name] = [format_metric(name, value) for value in values]
+    return table
+
+
+def mean_column(metric: str) -> str:
+    return f"{metric} mean ± std"
+
+
+def summary_table(summary: pd.DataFrame, swept: Sequence[str], metric: str) -> pd.DataFrame:
+    """Per configuration: its parameters, runs, mean ± std, 95 % interval, min and max, as text."""
+    table = pd.DataFrame({key: [format_param(value) for value in summary[key]] for key in config_keys(swept)},
+                         index=range(len(summary)))
+    table["runs"] = [str(count) for count in summary["count"]]
+    table[mean_column(metric)] = [
+        format_metric(metric, mean) + ("" if math.isnan(std) else f" ± {format_metric(metric, std)}")
+        for mean, std in zip(summary["mean"], summary["std"])]
+    table["95 % interval of the mean"] = [
+        MISSING if math.isnan(low) else f"{format_metric(metric, low)} … {format_metric(metric, high)}"
+        for low, high in zip(summary["ci_low"], summary["ci_high"])]
+    table["min"] = [format_metric(metric, value) for value in summary["min"]]
+    table["max"] = [format_metric(metric, value) for value in summary["max"]]
+    return table
+
+
+def failed_table(frame: pd.DataFrame, limit: int = 300) -> pd.DataFrame:
+    """Runs without a result: directory, overrides as typed, status, exit code and real error."""
+    failed = frame[frame["status"] != FINISHED]
+    shorten = [text if len(text) <= limit else text[: limit - 1] + "…" for text in failed["detail"]]
+    return pd.DataFrame({"run": list(failed["label"]), "overrides": list(failed["overrides"]),
+                         "status": list(failed["status"]), "detail": shorten})
+
+
+def headline(frame: pd.DataFrame, metric: str, minimize: bool) -> str:
+    """The line under the title, the same in HTML and Markdown."""
+    finished = int((frame["status"] == FINISHED).sum())
+    better = "lower" if minimize else "higher"
+    return (f"{finished} runs sorted by {metric} ({better} is better); "
+            f"{len(frame) - finished} failed, unfinished or smoke checks.")
