@@ -116,7 +116,7 @@ def correctness(out: Path, summary: dict) -> None:
     by_mode: dict[str, dict[str, tuple[dict, Path]]] = {"true": {}, "false": {}}
     for overrides, result, run_dir in trial_runs(out / "graph_vs_eager"):
         settings = dict(item.split("=", 1) for item in overrides if "=" in item)
-        by_mode[settings["model.cuda_graph"].lower()][settings["seed"]] = (result, run_dir)
+        by_mode[settings["fastpath.cuda_graph"].lower()][settings["seed"]] = (result, run_dir)
     for mode, label in (("true", "CUDA graph"), ("false", "eager")):
         accuracies = [result["test_acc"] for result, _ in by_mode[mode].values()]
         summary[f"test_acc_{label}"] = accuracies

@@ -8,7 +8,7 @@
 (c) the project's own path: the real config, datamodule, module, Lightning Trainer and the callbacks
     of train.py (dashboard insights, NaN guard), CSV logging on, with its defaults (chunks of 8
     batches, the CUDA-graph step on a GPU); then with augment=affine; then one batch per Lightning
-    batch and an eager step (data.chunk=1 model.cuda_graph=false), the path before chunks and graphs.
+    batch and an eager step (fastpath.chunk=1 fastpath.cuda_graph=false), the path before chunks and graphs.
 Each runs the same number of steps after a warm-up, in this one process, on the same data.
 Prints samples/s, the ratios, and the peak RSS of (c).
 
@@ -33,7 +33,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 from PIL import Image
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
@@ -44,11 +43,11 @@ from mlplab.core.data import load_split, verify_files
 from mlplab.errors import UserError
 from mlplab.run.loggers import build_loggers
 from mlplab.run.stops import NonFiniteLossGuard
-from mlplab.run.training import build_module, build_trainer, insight_callbacks
+from mlplab.run.build import build_callbacks, build_datamodule, build_module, build_trainer, fast_path
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 BATCH = 100
-# The project's path hands 8 steps at a time to Lightning (data.chunk); the timer needs whole chunks
+# The project's path hands 8 steps at a time to Lightning (fastpath.chunk); the timer needs whole chunks
 # on both sides of the warm-up to see a start and an end.
 MIN_STEPS = 16
 MAX_STEPS = 1_000_000  # 10^8 samples: minutes on an H200, hours on a CPU
@@ -212,11 +211,11 @@ def project(device: torch.device, steps: int, warmup: int, *overrides: str) -> f
                 "++trainer.enable_checkpointing=false", "logger=csv", f"paths.output_dir={output_dir}", *overrides,
             ])
         pl.seed_everything(cfg.seed, workers=True)
-        datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
+        datamodule = build_datamodule(cfg)
         timer = StepTimer(warmup)
-        trainer = build_trainer(cfg, [timer, NonFiniteLossGuard(), *insight_callbacks()], build_loggers(cfg))
+        trainer = build_trainer(cfg, [timer, NonFiniteLossGuard(), *build_callbacks(cfg)], build_loggers(cfg))
         module = build_module(cfg, datamodule)
-        trainer.fit(torch.compile(module) if cfg.model.compile else module, datamodule=datamodule)
+        trainer.fit(fast_path(cfg).prepared(module), datamodule=datamodule)
         return timer.samples_per_second()
 
 
@@ -225,7 +224,7 @@ def main() -> None:
     parser.add_argument("--steps", type=bounded_int(MIN_STEPS, MAX_STEPS, ", two chunks of 8 at least"), default=1500)
     parser.add_argument("--warmup", type=bounded_int(0, MAX_WARMUP), default=100)
     parser.add_argument("--device", type=device_argument, default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--compile", action="store_true", help="also time (c) with model.compile=true")
+    parser.add_argument("--compile", action="store_true", help="also time (c) with fastpath.compile=true")
     args = parser.parse_args()
     device = args.device
 
@@ -239,12 +238,12 @@ def main() -> None:
     results = {"c_project": project(device, args.steps, args.warmup)}
     peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     results["c_project_affine"] = project(device, args.steps, args.warmup, "augment=affine")
-    results["c_project_unchunked_eager"] = project(device, args.steps, args.warmup, "data.chunk=1",
-                                                   "model.cuda_graph=false")
+    results["c_project_unchunked_eager"] = project(device, args.steps, args.warmup, "fastpath.chunk=1",
+                                                   "fastpath.cuda_graph=false")
     if device.type == "cuda":
-        results["c_project_chunked_eager"] = project(device, args.steps, args.warmup, "model.cuda_graph=false")
+        results["c_project_chunked_eager"] = project(device, args.steps, args.warmup, "fastpath.cuda_graph=false")
     if args.compile:
-        results["c_project_compiled"] = project(device, args.steps, args.warmup, "model.compile=true")
+        results["c_project_compiled"] = project(device, args.steps, args.warmup, "fastpath.compile=true")
     results["b_minimal"] = minimal(images, labels, device, args.steps, args.warmup)
     results["b_minimal_fused"] = minimal(images, labels, device, args.steps, args.warmup, fused=True)
     if device.type == "cuda":

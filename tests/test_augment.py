@@ -18,7 +18,7 @@ from mlplab.core.augment import BatchAugment, affine_matrices, warp
 from mlplab.run.config_checks import check_config
 from mlplab.core.data import MNISTDataModule, ShardedPermutation, load_split
 from mlplab.errors import ConfigError
-from mlplab.run.training import build_module
+from mlplab.run.build import build_module
 
 AUGMENTS = options("augment")
 
@@ -105,7 +105,7 @@ class CaptureBatches(pl.Callback):
 
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
         if batch_idx == 0:
-            self.train = batch[0][0].clone()  # a training batch is a chunk: a list of (inputs, labels)
+            self.train = batch[0].clone()  # the plain path: a training batch is (inputs, labels)
 
     def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
         if batch_idx == 0 and not trainer.sanity_checking:
@@ -119,7 +119,7 @@ def test_only_training_batches_are_augmented(mnist, tmp_path, compose_cfg):
     trainer = pl.Trainer(accelerator="cpu", max_epochs=1, limit_train_batches=2, limit_val_batches=1,
                          num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, callbacks=[capture], default_root_dir=tmp_path)
-    trainer.fit(build_module(compose_cfg()), datamodule=datamodule)
+    trainer.fit(build_module(compose_cfg("fastpath=off")), datamodule=datamodule)
     first_train = ShardedPermutation(54_500, shuffle=True, seed=3).indices()[:50]
     raw_train = datamodule.to_input(datamodule.split("train")[0][first_train])
     assert (capture.train - raw_train).abs().mean().item() > 0.01

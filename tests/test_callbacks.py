@@ -19,7 +19,8 @@ from mlplab.tools import docs_figures as figures
 from mlplab.run.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
 from mlplab.core.data import MNISTDataModule
 from mlplab.plots.run_figures import weight_grid_figure
-from mlplab.run.training import build_module
+from mlplab.fastpath import FastPath
+from mlplab.run.build import build_module
 
 DEEP = ("model.hidden_sizes=[100,100,100,100,100,100]", "norm=none")
 TEST_BATCHES, EVAL_BATCH_SIZE = 2, 1000
@@ -35,7 +36,7 @@ class Run:
 
 def train(folder: Path, datamodule: MNISTDataModule, cfg, callbacks: list, test: bool = False, **trainer_args) -> Run:
     pl.seed_everything(0)
-    module = build_module(cfg)
+    module = build_module(cfg, fastpath=FastPath())  # the plain path, as the plain MNISTDataModule feeds it
     trainer = pl.Trainer(
         **{"max_epochs": 2, "limit_train_batches": 30, "limit_val_batches": 1, **trainer_args},
         accelerator="cpu", limit_test_batches=TEST_BATCHES, logger=CSVLogger(folder, name="csv", version=""),
@@ -254,7 +255,7 @@ def test_figures_reach_wandb_as_images(datamodule, compose_cfg, tmp_path, monkey
                          limit_test_batches=1, logger=logger, default_root_dir=tmp_path, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False,
                          callbacks=[WeightImages(), ConfusionMatrix()])
-    module = build_module(compose_cfg())
+    module = build_module(compose_cfg("fastpath=off"))
     try:
         trainer.fit(module, datamodule=datamodule)
         trainer.test(module, datamodule=datamodule, verbose=False)

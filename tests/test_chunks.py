@@ -1,7 +1,7 @@
 """Chunked training batches: several optimizer steps per Lightning batch change nothing but speed.
 
 Every test trains in process on real MNIST with the real config and compares a chunked run with
-the same run one batch per Lightning batch (`data.chunk=1`): same weights bit for bit, same
+the same run one batch per Lightning batch (`fastpath.chunk=1`): same weights bit for bit, same
 global_step, the same logged curve at the same steps, the same NaN report.
 """
 
@@ -23,7 +23,7 @@ QUICK = ("trainer.max_epochs=2", "++trainer.limit_val_batches=1", "trainer.log_e
 
 def train(compose_cfg, tmp_path: Path, chunk: int, *overrides: str, callbacks=()) -> tuple[pl.Trainer, pl.LightningModule]:
     logger = CSVLogger(tmp_path / f"chunk{chunk}", name="", version="")
-    return fit_in_process(tmp_path / f"chunk{chunk}", *QUICK, f"data.chunk={chunk}", *overrides, callbacks=callbacks,
+    return fit_in_process(tmp_path / f"chunk{chunk}", *QUICK, f"fastpath.chunk={chunk}", *overrides, callbacks=callbacks,
                           logger=logger)
 
 

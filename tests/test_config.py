@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 from helpers import CONF, assert_one_line_error, compose_config, options, run_script
 from mlplab.run.config_checks import check_config
 from mlplab.errors import ConfigError
-from mlplab.run.training import build_module
+from mlplab.run.build import build_module
 
 GROUPS = ["activation", "norm", "dropout", "l2", "optimizer", "scheduler", "augment", "trainer", "logger",
           "data/normalize"]
@@ -81,7 +81,7 @@ BAD_VALUES = [
     (["trainer.max_epochs=-2"], "trainer.max_epochs=-2"),
     (["trainer.max_epochs=0"], "would train nothing"),
     (["trainer.log_every_n_steps=0"], "trainer.log_every_n_steps=0"),
-    (["model.compile=maybe"], "model.compile='maybe'"),
+    (["fastpath.compile=maybe"], "fastpath.compile='maybe'"),
     (["name=a/b"], "name='a/b'"),
     (["optimizer.lr=.inf"], "optimizer.lr=inf is not allowed: a finite number"),
     (["optimizer.eps=-1"], "optimizer.eps=-1"),
@@ -101,8 +101,8 @@ if not torch.cuda.is_available():
     BAD_COMBINATIONS.append((["trainer=gpu"], "GPU(s) asked for"))
 # How steps run (chunks, CUDA graphs).
 STEP_VALUES = [
-    (["model.cuda_graph=1"], "model.cuda_graph=1"),
-    (["data.chunk=0"], "data.chunk=0"),
+    (["fastpath.cuda_graph=1"], "fastpath.cuda_graph=1"),
+    (["fastpath.chunk=0"], "fastpath.chunk=0"),
 ]
 BAD_INPUTS = BAD_VALUES + BAD_COMBINATIONS + STEP_VALUES
 
@@ -116,14 +116,14 @@ def default_cfg():
 def test_a_validation_interval_within_the_epoch_needs_unchunked_batches(interval):
     with pytest.raises(ConfigError, match=f"trainer.val_check_interval={interval} counts Lightning batches"):
         check_config(compose_config(f"++trainer.val_check_interval={interval}"))
-    check_config(compose_config(f"++trainer.val_check_interval={interval}", "data.chunk=1"))
+    check_config(compose_config(f"++trainer.val_check_interval={interval}", "fastpath.chunk=1"))
 
 
 @pytest.mark.parametrize("chunk", [1, 8])
 def test_a_training_fraction_of_no_batch_is_refused(chunk):
     with pytest.raises(ConfigError, match="no batch would be trained"):
-        check_config(compose_config("++trainer.limit_train_batches=0.001", f"data.chunk={chunk}"))
-    check_config(compose_config("++trainer.limit_train_batches=0.002", f"data.chunk={chunk}"))
+        check_config(compose_config("++trainer.limit_train_batches=0.001", f"fastpath.chunk={chunk}"))
+    check_config(compose_config("++trainer.limit_train_batches=0.002", f"fastpath.chunk={chunk}"))
 
 
 @pytest.mark.parametrize("overrides, expected", BAD_VALUES + STEP_VALUES)

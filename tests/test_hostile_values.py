@@ -197,8 +197,8 @@ PROMISE_IDS = [" ".join(case[0]) for case in BROKEN_PROMISES]
 STILL_ACCEPTED = [["norm.momentum=null"], ["+optimizer.foreach=null"], ["+optimizer.fused=false"],
                   ["optimizer=adam", "+optimizer.amsgrad=true"], ["tags=[a,b]"], ["tags=[]"], ["data.seed=0"],
                   ["data.download=false"], ["+trainer.val_check_interval=1.0"],
-                  ["+trainer.val_check_interval=0.5", "data.chunk=1"],
-                  ["+trainer.val_check_interval=10", "data.chunk=1"]]
+                  ["+trainer.val_check_interval=0.5", "fastpath.chunk=1"],
+                  ["+trainer.val_check_interval=10", "fastpath.chunk=1"]]
 
 
 @pytest.mark.parametrize("overrides, named", BROKEN_PROMISES, ids=PROMISE_IDS)

@@ -9,7 +9,7 @@ import torch
 
 from helpers import fit_in_process
 from mlplab.core.classifier import MLPClassifier
-from mlplab.run.training import build_module
+from mlplab.run.build import build_module
 
 
 def make_module(compose_cfg, *overrides: str, input_size: int = 784, num_classes: int = 10) -> MLPClassifier:

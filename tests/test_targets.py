@@ -28,16 +28,12 @@ HOSTILE_TARGETS = [
 # The project's own classes, but in a group that does not name them: refused as well.
 MISPLACED = [("activation", "pytorch_lightning.Trainer"), ("norm", "torch.nn.ReLU"),
              ("optimizer", "torch.nn.BatchNorm1d"), ("scheduler", "torch.optim.SGD"), ("model", "torch.nn.ReLU")]
-MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
 
 
 def module_hyperparameters() -> dict:
-    from omegaconf import OmegaConf
+    from mlplab.run.build import module_settings
 
-    cfg = compose_config()
-    groups = {name: OmegaConf.to_container(cfg[name], resolve=True) or {} for name in MODULE_GROUPS}
-    groups["model"] |= {"input_size": 784, "num_classes": 10}
-    return groups
+    return module_settings(compose_config())
 
 
 def craft_checkpoint(path: Path, hyper_parameters: dict, datamodule: dict | None = None) -> Path:
@@ -53,11 +49,12 @@ def test_every_target_of_conf_is_allowed_in_its_own_group():
     assert "torch.nn.ReLU" in allowed_for("activation._target_", CONF)
     assert "torch.nn.ReLU" not in allowed_for("norm._target_", CONF)
     assert "pytorch_lightning.loggers.CSVLogger" in allowed_for("logger.csv._target_", CONF)
-    assert allowed_for("model._target_", CONF) == frozenset()
+    assert allowed_for("model._target_", CONF) == frozenset({"mlplab.core.model.MLP"})
+    assert allowed_for("fastpath._target_", CONF) == frozenset({"mlplab.fastpath.FastPath"})
 
 
 @pytest.mark.parametrize("target", HOSTILE_TARGETS)
-@pytest.mark.parametrize("group", ["activation", "norm", "optimizer", "scheduler"])
+@pytest.mark.parametrize("group", ["model", "activation", "norm", "optimizer", "scheduler"])
 def test_a_checkpoint_naming_code_is_refused_before_anything_runs(tmp_path, group, target):
     victim = tmp_path / "created_by_the_checkpoint.txt"
     hyper_parameters = module_hyperparameters()
@@ -123,12 +120,12 @@ def test_a_config_naming_code_is_refused_by_the_checks(target):
 
 
 def test_the_module_refuses_what_its_hyperparameters_should_not_build(tmp_path):
-    from mlplab.core.classifier import MLPClassifier
+    from mlplab.run.build import module_from_settings
 
     hyper_parameters = module_hyperparameters()
     hyper_parameters["norm"] = {"_target_": "builtins.open", "file": str(tmp_path / "x"), "mode": "w"}
     with pytest.raises(ConfigError, match="norm._target_"):
-        MLPClassifier(**hyper_parameters)
+        module_from_settings(hyper_parameters)
     assert not (tmp_path / "x").exists()
 
 

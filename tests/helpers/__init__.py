@@ -40,22 +40,23 @@ def compose_config(*overrides: str, config_name: str = "config") -> DictConfig:
 
 
 def fit_in_process(output_dir: Path, *overrides: str, callbacks=(), logger=False):
-    """Train the real config with `overrides` on the CPU in this process; (trainer, module)."""
+    """Train the real config with `overrides` on the CPU in this process, built as train.py builds
+    it (mlplab.run.build); (trainer, module)."""
     import pytorch_lightning as pl
-    from hydra.utils import instantiate
 
+    from mlplab.run.build import build_datamodule, build_module, build_trainer, fast_path
     from mlplab.run.stops import NonFiniteLossGuard
-    from mlplab.run.training import build_module
 
     cfg = compose_config("trainer=cpu", "trainer.num_sanity_val_steps=0", "logger=none",
                          f"paths.output_dir={output_dir}", *overrides)
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
+    datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     shows_progress = any(isinstance(callback, pl.callbacks.ProgressBar) for callback in callbacks)
-    trainer = instantiate(cfg.trainer, callbacks=[NonFiniteLossGuard(), *callbacks], enable_progress_bar=shows_progress,
-                          enable_checkpointing=False, enable_model_summary=False, logger=logger)
-    trainer.fit(module, datamodule=datamodule)
+    loggers = [] if not logger else list(logger) if isinstance(logger, (list, tuple)) else [logger]
+    trainer = build_trainer(cfg, [NonFiniteLossGuard(), *callbacks], loggers, enable_progress_bar=shows_progress,
+                            enable_checkpointing=False, enable_model_summary=False)
+    trainer.fit(fast_path(cfg).prepared(module), datamodule=datamodule)
     return trainer, module
 
 

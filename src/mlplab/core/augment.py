@@ -81,7 +81,7 @@ class BatchAugment:
     def __call__(self, images: torch.Tensor, generator: torch.Generator, batch_size: int | None = None) -> torch.Tensor:
         """Augment flattened float images [N, 784]; returns the same shape and dtype.
 
-        With `batch_size`, the images are consecutive batches of that size (a chunk) and each batch
+        With `batch_size`, the images are consecutive batches of that size (gathered at once) and each batch
         draws its random maps in turn, exactly as it would alone; one resampling then warps them all.
         """
         if self.is_identity:

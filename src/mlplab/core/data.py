@@ -4,9 +4,8 @@ The whole data set is small (~55 MB as uint8), so it is held as tensors on the t
 batches are cut by index (see `DeviceBatches`). Conversion to float, augmentation and normalization
 happen on each batch, on whatever device it is on, in `on_after_batch_transfer`.
 
-Training batches travel in chunks: one Lightning batch holds `chunk` batches of `batch_size`, and
-the module takes one optimizer step per batch. Lightning's per-batch machinery costs more than this
-model's step on a GPU; chunking pays it once per chunk without changing the recipe or its numbers.
+The data order and the augmentation draws of an epoch depend only on (seed, epoch) (`epoch_seed`),
+so reruns and resumed runs see the same batches.
 """
 
 from __future__ import annotations
@@ -44,8 +43,8 @@ def raw_dir(root: str | os.PathLike) -> Path:
 def md5sum(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
     return digest.hexdigest()
 
 
@@ -116,6 +115,14 @@ def load_split(root: str | os.PathLike, train: bool) -> tuple[torch.Tensor, torc
     return images.reshape(len(images), -1), labels
 
 
+def epoch_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """The seed of one epoch's draws from one stream (0: the data order, AUGMENT_STREAM: augmentation)."""
+    return seed * 1_000_003 + epoch + stream
+
+
+AUGMENT_STREAM = 7_919
+
+
 def normalization_stats(mode: str, train_images: torch.Tensor) -> tuple[float, float]:
     """(mean, std) such that (x/255 - mean) / std is the network's input for this mode."""
     if mode == "minmax":
@@ -149,7 +156,7 @@ class ShardedPermutation:
 
     def indices(self) -> torch.Tensor:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             order = torch.randperm(self.count, generator=generator)
             # Equal shards keep the ranks in step; the few indices left over change every epoch.
             order = order[: self.count - self.count % self.world_size]
@@ -166,41 +173,32 @@ class ShardedPermutation:
 class DeviceBatches:
     """Batches cut by index from tensors that already live on the training device.
 
-    It stands where a DataLoader would, without workers or per-sample Python: one gather per item.
-    Each item is `chunk` consecutive batches of `batch_size` gathered at once (the last item of an
-    epoch may hold fewer); `max_batches` ends the epoch early, counted in batches, not items. Like a
-    DataLoader it exposes `sampler` (Lightning calls its `set_epoch`) and `batch_sampler`.
+    It stands where a DataLoader would, without workers or per-sample Python: one gather per batch.
+    Like a DataLoader it exposes `sampler` (Lightning calls its `set_epoch`) and `batch_sampler`.
     """
 
     batch_sampler = None
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: ShardedPermutation,
-                 chunk: int = 1, max_batches: int | None = None) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: ShardedPermutation) -> None:
         self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
-        self.chunk, self.max_batches = chunk, max_batches
 
     @property
     def num_batches(self) -> int:
         """Batches of `batch_size` per epoch (the optimizer steps of a training epoch)."""
-        batches = -(-len(self.sampler) // self.batch_size)
-        return batches if self.max_batches is None else min(batches, self.max_batches)
+        return -(-len(self.sampler) // self.batch_size)
 
     def __len__(self) -> int:
-        return -(-self.num_batches // self.chunk)
+        return self.num_batches
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def gathered(self, rows: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's images and labels, `rows` at a time, in the epoch's order."""
         order = self.sampler.indices().to(self.labels.device)[: self.num_batches * self.batch_size]
-        step = self.chunk * self.batch_size
-        for start in range(0, len(order), step):
-            index = order[start : start + step]
+        for start in range(0, len(order), rows):
+            index = order[start : start + rows]
             yield self.images[index], self.labels[index]
 
-
-def batch_limit(limit: int | float | None, batches: int) -> int | None:
-    """Lightning's `limit_train_batches` (a count, or a fraction of the epoch) as a number of batches."""
-    if limit is None or (isinstance(limit, float) and limit == 1.0):
-        return None
-    return int(limit) if isinstance(limit, int) else int(batches * limit)
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.gathered(self.batch_size)
 
 
 class MNISTDataModule(pl.LightningDataModule):
@@ -226,7 +224,6 @@ class MNISTDataModule(pl.LightningDataModule):
         download: bool = True,
         seed: int = 0,
         augment: BatchAugment | None = None,
-        chunk: int = 1,
         root_key: str = "data.root",
     ) -> None:
         super().__init__()
@@ -236,14 +233,13 @@ class MNISTDataModule(pl.LightningDataModule):
         self._generator: torch.Generator | None = None
         self._generator_key: tuple | None = None
         self.root = root
-        self.batch_size, self.eval_batch_size, self.chunk = batch_size, eval_batch_size, chunk
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.seed, self.download = val_size, seed, download
         self.normalize_mode = (normalize or {}).get("mode", "minmax")
         self.mean, self.std = 0.0, 1.0
         self.file_md5s: dict[str, str] = {}
         self._splits: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         self._on_device: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        self._taken_limit: tuple[pl.Trainer, int | float] | None = None
 
     def prepare_data(self) -> None:
         # Lightning's contract: download here, on one process per node, and assign no state.
@@ -273,7 +269,12 @@ class MNISTDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return trainer.strategy.root_device if trainer is not None else torch.device("cpu")
 
-    def _batches(self, name: str, batch_size: int, shuffle: bool, chunk: int = 1) -> DeviceBatches:
+    @classmethod
+    def train_batches(cls, val_size: int, batch_size: int) -> int:
+        """Batches of `batch_size` in one training epoch (the last may be short)."""
+        return -(-(cls.train_size - val_size) // batch_size)
+
+    def _batches(self, name: str, batch_size: int, shuffle: bool) -> DeviceBatches:
         device = self._device()
         cached = self._on_device.get(name)
         if cached is None or cached[1].device != device:
@@ -282,19 +283,10 @@ class MNISTDataModule(pl.LightningDataModule):
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
         sampler = ShardedPermutation(len(cached[1]), shuffle, self.seed, rank, world)
-        return DeviceBatches(*cached, batch_size, sampler, chunk)
+        return DeviceBatches(*cached, batch_size, sampler)
 
     def train_dataloader(self) -> DeviceBatches:
-        batches = self._batches("train", self.batch_size, shuffle=True, chunk=self.chunk)
-        trainer = self.trainer
-        if trainer is not None and self.chunk > 1:
-            # `limit_train_batches` counts batches of batch_size (optimizer steps), as without chunks:
-            # the limit is applied here, and Lightning, which would count chunks, is told to take them all.
-            if self._taken_limit is None or self._taken_limit[0] is not trainer:
-                self._taken_limit = (trainer, trainer.limit_train_batches)
-                trainer.limit_train_batches = 1.0
-            batches.max_batches = batch_limit(self._taken_limit[1], batches.num_batches)
-        return batches
+        return self._batches("train", self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DeviceBatches | list:
         return self._batches("val", self.eval_batch_size, shuffle=False) if self.val_size else []
@@ -316,17 +308,21 @@ class MNISTDataModule(pl.LightningDataModule):
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         key = (epoch, str(device))
         if self._generator is None or self._generator_key != key:
-            self._generator = torch.Generator(device=device).manual_seed(self.seed * 1_000_003 + epoch + 7_919)
+            self._generator = torch.Generator(device=device).manual_seed(epoch_seed(self.seed, epoch, AUGMENT_STREAM))
             self._generator_key = key
         return self._generator
 
+    def training_pixels(self, images: torch.Tensor) -> torch.Tensor:
+        """Training images (one batch or several gathered at once) as float pixels, augmented batch by
+        batch, so each batch draws what it would draw alone."""
+        pixels = images.float()
+        if self.augment is not None:
+            pixels = self.augment(pixels, self.augment_generator(images.device), self.batch_size)
+        return pixels
+
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
-        """Evaluation: (inputs, labels). Training: a list of (inputs, labels), one per batch of the chunk."""
+        """(inputs, labels): normalized, and augmented in training."""
         images, labels = batch
         if self.trainer is None or not self.trainer.training:
             return self.to_input(images), labels
-        pixels = images.float()
-        if self.augment is not None:
-            # Batch by batch, so each batch draws what it would draw outside a chunk.
-            pixels = self.augment(pixels, self.augment_generator(images.device), self.batch_size)
-        return list(zip(self.to_input(pixels).split(self.batch_size), labels.split(self.batch_size)))
+        return self.to_input(self.training_pixels(images)), labels

@@ -1,6 +1,6 @@
 """The interactive progress bar, counted in optimizer steps.
 
-A Lightning batch holds a chunk of batches (`data.chunk`), so Lightning's own bar would count
+A Lightning batch holds a chunk of batches (`fastpath.chunk`), so Lightning's own bar would count
 chunks; this one counts the steps a user set `max_steps` and `log_every_n_steps` in.
 """
 

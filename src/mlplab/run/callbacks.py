@@ -9,12 +9,16 @@
 Scalars go through `pl_module.log`, so they reach every active logger (csv/metrics.csv, wandb).
 Figures are written under `<trainer.default_root_dir>/figures/` and also sent to the loggers that
 have `log_image` (WandbLogger). Drawing lives in `mlplab.plots`; these classes only hook Lightning.
+
+conf/callbacks/ configures which of them a run has. `FitClock` and `FlushLoggers` keep the run's
+own records and are always there (see each for why Lightning's own is not used).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +137,7 @@ class GradientNorms(Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
                            batch_idx: int) -> None:
-        # After the batch's steps (several with data.chunk), as the module logs its training loss.
+        # After the batch's steps (several on the fast path), as the module logs its training loss.
         for epoch, step, means in self._interval_logs:
             metrics = {f"grad_rms_interval/linear{index}": mean for index, mean in enumerate(means.tolist())}
             metrics["epoch"] = epoch  # as in Lightning's rows: readers see where each epoch ends
@@ -264,3 +268,51 @@ class ConfusionMatrix(Callback):
         path = folder / FIGURES_DIR / "confusion_matrix.png"
         confusion_matrix_figure(self.matrix).savefig(path)
         _log_image(trainer, "test/confusion_matrix", path)
+
+
+class FitClock(Callback):
+    """Seconds spent fitting and in all, kept in every checkpoint, so a resumed run's totals cover
+    every segment up to the checkpoint it continues from.
+
+    Lightning's `Timer` keeps its training time in checkpoints too, but counts from `on_train_start`
+    (without the sanity check and set-up a fit pays), has no whole-process time, and restores its
+    offset from any checkpoint it loads, so testing best.ckpt would rewind a resumed run's totals.
+    """
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()  # this segment's start
+        self.fit_before = self.wall_before = 0.0  # the earlier segments'
+        self._fit_started: float | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._fit_started = time.perf_counter()
+
+    @property
+    def fit_seconds(self) -> float:
+        return self.fit_before + (time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0)
+
+    @property
+    def wall_seconds(self) -> float:
+        return self.wall_before + time.perf_counter() - self.started
+
+    def state_dict(self) -> dict[str, float]:
+        return {"fit_seconds": self.fit_seconds, "wall_seconds": self.wall_seconds}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Only a resumed fit continues the totals; testing the best checkpoint must not rewind them.
+        if trainer.state.fn == "fit":
+            state = checkpoint.get("callbacks", {}).get(type(self).__name__, {})
+            self.fit_before = float(state.get("fit_seconds", 0.0))
+            self.wall_before = float(state.get("wall_seconds", 0.0))
+
+
+class FlushLoggers(Callback):
+    """Writes what the loggers hold at each epoch's start, so the curves on disk reach the last checkpoint.
+
+    The CSV logger's own `flush_logs_every_n_steps` counts steps, not epochs: a run stopped after an
+    epoch's checkpoint could have lost that epoch's rows, which a resume would then never write again.
+    """
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        for logger in trainer.loggers:
+            logger.save()

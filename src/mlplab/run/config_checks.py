@@ -6,6 +6,7 @@ Sizes that depend on the data set come from the data module's class, not from co
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections.abc import Callable
@@ -13,13 +14,14 @@ from numbers import Integral, Real
 from typing import Any
 
 import yaml
-from hydra.utils import get_class
+from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mlplab.core.data import NORMALIZE_MODES
-from mlplab.errors import ConfigError
-from mlplab.run.loggers import check_wandb_environment
 from mlplab.core.model import INITS
+from mlplab.errors import ConfigError
+from mlplab.fastpath import FastPath
+from mlplab.run.loggers import check_wandb_environment
 from mlplab.run.preflight import check_builds, check_memory
 from mlplab.run.targets import check_targets
 
@@ -102,8 +104,6 @@ def check_model(cfg: DictConfig) -> None:
     for size in sizes:
         _require(_is_int(size) and size > 0, "model.hidden_sizes", sizes, "every width must be an integer > 0")
     _require(cfg.model.get("init") in INITS, "model.init", cfg.model.get("init"), f"one of {', '.join(INITS)}")
-    for key in ("compile", "cuda_graph"):
-        _require(isinstance(cfg.model.get(key, False), bool), f"model.{key}", cfg.model.get(key), "true or false")
     p = cfg.dropout.get("p")
     _require(_is_number(p) and 0 <= p < 1, "dropout.p", p, "a probability in [0, 1)")
 
@@ -123,8 +123,6 @@ def check_data(cfg: DictConfig) -> None:
              "the folder that holds MNIST/raw/ (or set MNIST_ROOT)")
     for key in ("data.batch_size", "data.eval_batch_size"):
         _require_number(cfg, key, 1, integer=True)
-    if "chunk" in cfg.data:
-        _require_number(cfg, "data.chunk", 1, integer=True)
     train_size = get_class(cfg.data._target_).train_size
     val_size = cfg.data.val_size
     _require(_is_int(val_size) and 0 <= val_size < train_size, "data.val_size", val_size,
@@ -201,11 +199,8 @@ def check_trainer(cfg: DictConfig) -> None:
                                                         and 0 < interval <= 1)
         _require(ok, "trainer.val_check_interval", interval,
                  "a number of batches >= 1 or a fraction of the epoch in (0, 1]")
-    if interval is not None and interval != 1.0 and cfg.data.get("chunk", 1) > 1:
-        raise ConfigError(
-            f"trainer.val_check_interval={interval} counts Lightning batches, which hold data.chunk="
-            f"{cfg.data.chunk} batches each: validate once per epoch (check_val_every_n_epoch), or set data.chunk=1."
-        )
+    if interval is not None and interval != 1.0 and cfg.get("fastpath") is not None:
+        instantiate(cfg.fastpath).check_validation_interval(interval)
     devices = trainer.get("devices", 1)
     _require((_is_int(devices) and devices >= 1) or devices == "auto", "trainer.devices", devices,
              "an integer >= 1 or auto")
@@ -263,8 +258,7 @@ def check_train_fraction(cfg: DictConfig) -> None:
     fraction = cfg.trainer.get("limit_train_batches")
     if not (_is_number(fraction) and not _is_int(fraction)):
         return
-    train_size = get_class(cfg.data._target_).train_size
-    batches = -(-(train_size - cfg.data.val_size) // cfg.data.batch_size)
+    batches = get_class(cfg.data._target_).train_batches(cfg.data.val_size, cfg.data.batch_size)
     if int(batches * fraction) < 1:
         raise ConfigError(
             f"trainer.limit_train_batches={fraction} is {batches * fraction:.2g} of the epoch's {batches} batches, "
@@ -291,10 +285,33 @@ def check_targets_of_config(cfg: DictConfig) -> None:
     check_targets(cfg, "the config")
 
 
+def check_fastpath(cfg: DictConfig) -> None:
+    """The fast path's settings, held by FastPath itself (a missing group is the plain path)."""
+    if cfg.get("fastpath") is None:
+        return
+    settings = OmegaConf.to_container(cfg.fastpath, resolve=True)
+    settings.pop("_target_", None)
+    try:
+        FastPath(**settings)
+    except TypeError:
+        known = ", ".join(field.name for field in dataclasses.fields(FastPath))
+        unknown = ", ".join(sorted(set(settings) - {field.name for field in dataclasses.fields(FastPath)}))
+        raise ConfigError(f"fastpath has no setting {unknown}: its settings are {known}.") from None
+
+
+def check_callbacks(cfg: DictConfig) -> None:
+    callbacks = cfg.get("callbacks")
+    _require(callbacks is None or OmegaConf.is_dict(callbacks), "callbacks", callbacks,
+             "a mapping of name: {_target_: ...}, e.g. callbacks=default or callbacks=none")
+    for name, node in (callbacks or {}).items():
+        _require(node is None or (OmegaConf.is_dict(node) and "_target_" in node), f"callbacks.{name}", node,
+                 "a callback's settings with its _target_ (one of conf/callbacks/'s), or null to drop it")
+
+
 # Targets first (nothing may be built before they pass); the builds and the memory estimate last,
 # once every value they read is known to be in range.
 CHECKS: tuple[Callable[[DictConfig], None], ...] = (
-    check_targets_of_config, check_run, check_model, check_norm, check_data, check_augment, check_optimization,
+    check_targets_of_config, check_fastpath, check_callbacks, check_run, check_model, check_norm, check_data, check_augment, check_optimization,
     check_trainer, check_trainer_arguments, check_combinations, check_wandb_environment, check_memory, check_builds,
 )
 

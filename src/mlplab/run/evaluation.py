@@ -24,10 +24,11 @@ from mlplab.run.config_checks import check_data, check_l2, check_model, check_no
 from mlplab.core.data import MNISTDataModule
 from mlplab.errors import ConfigError, UserError
 from mlplab.core.classifier import MLPClassifier
+from mlplab.fastpath import SETTINGS as FAST_PATH_SETTINGS
+from mlplab.run.build import build_trainer, module_from_settings
 from mlplab.run.preflight import check_fits, check_module_builds, model_bytes
 from mlplab.run.records import METRICS_FILE, write_json
 from mlplab.run.targets import check_interpolations, check_targets
-from mlplab.run.training import build_trainer
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters")
 SETTINGS_KEYS = ("hyper_parameters", "datamodule_hyper_parameters")
@@ -85,6 +86,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 # A checkpoint's settings, held to the rules of train.py's configs
 
 
+def data_settings(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The data module's settings of a checkpoint; the fast path's, which checkpoints saved before
+    it had a group of its own hold among them, are left out (they never changed a number)."""
+    return {key: value for key, value in checkpoint["datamodule_hyper_parameters"].items()
+            if key not in FAST_PATH_SETTINGS}
+
+
 def _data_defaults() -> dict[str, Any]:
     """What the data module takes for a setting a checkpoint does not hold."""
     return {name: parameter.default for name, parameter in inspect.signature(MNISTDataModule).parameters.items()
@@ -117,7 +125,7 @@ def settings_config(path: Path, checkpoint: dict[str, Any]) -> DictConfig:
     """The checkpoint's settings laid out as a training config (its module's groups, its data
     settings under `data`), so that train.py's checks read them as they read a config."""
     groups = _module_groups(path, checkpoint["hyper_parameters"])
-    data = {**_data_defaults(), **checkpoint["datamodule_hyper_parameters"],
+    data = {**_data_defaults(), **data_settings(checkpoint),
             "_target_": "mlplab.core.data.MNISTDataModule", "root": "unused", "download": False}  # eval.py sets both
     try:
         return OmegaConf.create({**groups, "data": data})
@@ -178,7 +186,7 @@ def check_checkpoint(path: Path, checkpoint: dict[str, Any], cfg: DictConfig) ->
 
 def restore_module(path: Path, checkpoint: dict[str, Any]) -> MLPClassifier:
     try:
-        module = MLPClassifier(**checkpoint["hyper_parameters"])
+        module = module_from_settings(checkpoint["hyper_parameters"])
         module.load_state_dict(checkpoint["state_dict"])
     except (TypeError, KeyError, RuntimeError, ValueError, AttributeError) as error:
         reason = str(error).strip().splitlines()[0]
@@ -194,7 +202,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     module = restore_module(path, checkpoint)
     # The datamodule's own settings (split seed, normalization) come from the checkpoint; only where
     # the data lives is taken from this machine.
-    settings = {**checkpoint["datamodule_hyper_parameters"], "root": cfg.data_root, "download": False}
+    settings = {**data_settings(checkpoint), "root": cfg.data_root, "download": False}
     try:
         datamodule = MNISTDataModule(**settings, root_key="data_root")
     except TypeError as error:

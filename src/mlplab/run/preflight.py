@@ -19,6 +19,7 @@ import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mlplab.run.build import build_module, fast_path
 from mlplab.errors import ConfigError
 
 PROBE_WIDTH = 4
@@ -74,10 +75,7 @@ def _probe_norm_and_activation(cfg: DictConfig, fix: str = CONFIG_FIX) -> None:
 
 def _tiny_module(cfg: DictConfig, fix: str = CONFIG_FIX) -> Any:
     """The module of cfg with every hidden width PROBE_WIDTH: builds in microseconds whatever the widths."""
-    from mlplab.run.training import build_module
-
-    tiny = OmegaConf.merge(cfg, {"model": {"hidden_sizes": [PROBE_WIDTH] * len(cfg.model.hidden_sizes),
-                                           "compile": False}})
+    tiny = OmegaConf.merge(cfg, {"model": {"hidden_sizes": [PROBE_WIDTH] * len(cfg.model.hidden_sizes)}})
     return _attempt("model", cfg.model, lambda: build_module(tiny), fix)
 
 
@@ -145,7 +143,7 @@ def model_bytes(hidden_sizes: Sequence[int], largest_batch: int, training: bool 
 
 def estimated_bytes(cfg: DictConfig) -> int:
     """The memory a training run of cfg needs at least (see model_bytes)."""
-    largest_batch = max(cfg.data.batch_size * cfg.data.get("chunk", 1), cfg.data.eval_batch_size)
+    largest_batch = max(fast_path(cfg).train_batch_rows(cfg.data.batch_size), cfg.data.eval_batch_size)
     return model_bytes(cfg.model.hidden_sizes, largest_batch, data=get_class(cfg.data._target_))
 
 

@@ -22,13 +22,14 @@ from hydra.experimental.callback import Callback as HydraCallback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from mlplab.errors import UserError
+from mlplab.lightning_internals import continue_csv_columns, logged_step
 from mlplab.run.overrides import readable_override
-from mlplab.run.records import (CHECKPOINTS_DIR, FINISHED, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, claim,
+from mlplab.run.records import (CHECKPOINTS_DIR, FINISHED, LAST_CHECKPOINT, checkpoint_path, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, claim,
                              read_json, read_status, slurm_job)
 
-# Keys a resumed run may change: more epochs, where things are, and how steps are run (chunks and
-# CUDA graphs change the speed, not the numbers).
-RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths", "data.chunk", "model.cuda_graph")
+# Keys a resumed run may change: more epochs, where things are, and how steps are run (the fast
+# path changes the speed, not the numbers).
+RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths", "fastpath")
 
 
 def _flatten(container: Any, prefix: str = "") -> dict[str, Any]:
@@ -38,7 +39,7 @@ def _flatten(container: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def last_checkpoint(run_dir: Path) -> Path | None:
-    path = Path(run_dir) / CHECKPOINTS_DIR / "last.ckpt"
+    path = checkpoint_path(run_dir, LAST_CHECKPOINT)
     return path if path.is_file() else None
 
 
@@ -65,9 +66,7 @@ def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
 def checkpoint_position(path: Path) -> tuple[int, int]:
     """(epoch, global step) stored in a Lightning checkpoint."""
     checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    loops = checkpoint.get("loops", {}).get("fit_loop", {})
-    step = loops.get("epoch_loop.state_dict", {}).get("_batches_that_stepped", checkpoint.get("global_step", 0))
-    return int(checkpoint["epoch"]), int(step)
+    return int(checkpoint["epoch"]), logged_step(checkpoint)
 
 
 def continue_curves(logger: Any, run_dir: Path, epoch: int, step: int) -> int:
@@ -93,10 +92,9 @@ def continue_curves(logger: Any, run_dir: Path, epoch: int, step: int) -> int:
 
     kept = [row for row in rows if logged_before(row)]
     writer = logger.experiment  # created now: this is where the old file is removed
-    # The writer keeps its columns sorted; the file gets the same order.
-    writer.metrics_keys = sorted(header)
+    columns = continue_csv_columns(writer, header)
     with path.open("w", newline="") as handle:
-        csv_writer = csv.DictWriter(handle, fieldnames=writer.metrics_keys)
+        csv_writer = csv.DictWriter(handle, fieldnames=columns)
         csv_writer.writeheader()
         csv_writer.writerows(kept)
     return len(kept)

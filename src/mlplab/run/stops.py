@@ -17,9 +17,9 @@ import pytorch_lightning as pl
 import torch
 
 from mlplab.errors import UserError
-from mlplab.run.records import CHECKPOINTS_DIR
+from mlplab.run.cli import STOP_SIGNALS
+from mlplab.run.records import INTERRUPTED_CHECKPOINT, checkpoint_path
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class NonFiniteLossError(UserError):
@@ -37,10 +37,10 @@ class RunInterrupted(KeyboardInterrupt):
 class NonFiniteLossGuard(pl.Callback):
     """Stop as soon as the training loss is NaN or inf, naming the epoch and the optimizer step.
 
-    A training batch may hold several optimizer steps (a chunk); the module returns each step's
-    loss. On the CPU every step is checked (reading a scalar costs nothing there). On an accelerator
-    the check runs once every `trainer.log_every_n_steps` steps, because reading the loss forces the
-    host to wait for the device; it then reads the losses of the whole chunk, and the error names
+    A training batch may hold several optimizer steps (mlplab.fastpath); the module returns each
+    step's loss. On the CPU every step is checked (reading a scalar costs nothing there). On an
+    accelerator the check runs once every `trainer.log_every_n_steps` steps, because reading the loss
+    forces the host to wait for the device; it then reads the losses of the whole batch, and the error names
     the interval in which the loss went bad.
     """
 
@@ -52,14 +52,14 @@ class NonFiniteLossGuard(pl.Callback):
         losses = losses.reshape(-1)
         step, first = trainer.global_step, trainer.global_step - len(losses)
         every = 1 if module.device.type == "cpu" else max(1, trainer.log_every_n_steps)
-        if every > 1 and step // every == first // every:  # no multiple of `every` in this chunk
+        if every > 1 and step // every == first // every:  # no multiple of `every` in this batch's steps
             return
         finite = torch.isfinite(losses)
         if finite.all().item():
             return
         bad = int((~finite).nonzero()[0]) + 1  # steps are counted from 1
         where = f"step {first + bad}" if every == 1 else f"step {first + bad} (checked every {every} steps)"
-        checkpoint = Path(trainer.default_root_dir) / CHECKPOINTS_DIR / "last.ckpt"
+        checkpoint = checkpoint_path(trainer.default_root_dir)
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint.exists() else "no epoch had finished, so no checkpoint was kept"
         raise NonFiniteLossError(
             f"training loss became {losses[bad - 1].item()} at epoch {trainer.current_epoch}, {where}: "
@@ -102,10 +102,12 @@ class StopOnSignal(pl.Callback):
     on_fit_start = on_train_start = on_train_batch_end = on_validation_batch_end = raise_if_asked
     on_test_start = on_test_batch_end = raise_if_asked
 
+    # Lightning's OnExceptionCheckpoint saves on every exception (a NaN, a failing test) and deletes
+    # the file at teardown; a stop keeps its checkpoint, and only a stop in training writes one.
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, KeyboardInterrupt) and self.signum is None:
             self.signum = getattr(exception, "signum", signal.SIGINT)
         if self.signum is None or not trainer.is_global_zero or not trainer.training:
             return
-        self.checkpoint = Path(trainer.default_root_dir) / CHECKPOINTS_DIR / "interrupted.ckpt"
+        self.checkpoint = checkpoint_path(trainer.default_root_dir, INTERRUPTED_CHECKPOINT)
         trainer.save_checkpoint(self.checkpoint)

@@ -15,77 +15,33 @@ import shlex
 import signal
 import socket
 import sys
-import time
 import traceback
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
-import torch
-from hydra.errors import InstantiationException
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import Callback, ModelCheckpoint
+from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
 from rich.syntax import Syntax
 from rich.tree import Tree
 
-from mlplab.run.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
-from mlplab.core.data import MNISTDataModule
-from mlplab.errors import ConfigError
-from mlplab.run.stops import NonFiniteLossGuard, RunInterrupted, StopOnSignal
-from mlplab.run.loggers import build_loggers, finish_wandb, log_run
 from mlplab.core.classifier import MLPClassifier
-from mlplab.run.overrides import readable_override
-from mlplab.fastpath.progress import StepProgressBar
+from mlplab.core.data import MNISTDataModule
 from mlplab.run import resume
+from mlplab.run.build import build_callbacks, build_datamodule, build_module, build_trainer, fast_path
+from mlplab.run.callbacks import FitClock, FlushLoggers
+from mlplab.run.loggers import build_loggers, finish_wandb, log_run
+from mlplab.run.overrides import readable_override
 from mlplab.run.provenance import run_info
-from mlplab.run.records import (CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED, METRICS_FILE, RUN_INFO_FILE,
-                             RUNNING, read_json, release, slurm_job, now, write_json, write_status, write_text)
-
-MODULE_GROUPS = ("model", "activation", "norm", "dropout", "l2", "optimizer", "scheduler")
-
-
-class FitClock(Callback):
-    """Seconds spent fitting and in all, kept in every checkpoint, so a resumed run's totals cover
-    every segment up to the checkpoint it continues from."""
-
-    def __init__(self) -> None:
-        self.started = time.perf_counter()  # this segment's start
-        self.fit_before = self.wall_before = 0.0  # the earlier segments'
-        self._fit_started: float | None = None
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._fit_started = time.perf_counter()
-
-    @property
-    def fit_seconds(self) -> float:
-        return self.fit_before + (time.perf_counter() - self._fit_started if self._fit_started is not None else 0.0)
-
-    @property
-    def wall_seconds(self) -> float:
-        return self.wall_before + time.perf_counter() - self.started
-
-    def state_dict(self) -> dict[str, float]:
-        return {"fit_seconds": self.fit_seconds, "wall_seconds": self.wall_seconds}
-
-    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
-        # Only a resumed fit continues the totals; testing the best checkpoint must not rewind them.
-        if trainer.state.fn == "fit":
-            state = checkpoint.get("callbacks", {}).get(type(self).__name__, {})
-            self.fit_before = float(state.get("fit_seconds", 0.0))
-            self.wall_before = float(state.get("wall_seconds", 0.0))
-
-
-class FlushLoggers(Callback):
-    """Writes what the loggers hold at each epoch's start, so the curves on disk reach the last checkpoint."""
-
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        for logger in trainer.loggers:
-            logger.save()
+from mlplab.run.records import (BEST_CHECKPOINT, CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED,
+                                METRICS_FILE, RUN_INFO_FILE, RUNNING, now, read_json, release, slurm_job, write_json,
+                                write_status, write_text)
+from mlplab.run.stops import NonFiniteLossGuard, RunInterrupted, StopOnSignal
 
 
 def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
@@ -98,41 +54,12 @@ def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
     (console or Console()).print(tree)
 
 
-def build_module(cfg: DictConfig, datamodule: MNISTDataModule | type[MNISTDataModule] = MNISTDataModule) -> MLPClassifier:
-    """The LightningModule of cfg; input and output sizes come from the data module."""
-    groups = {name: OmegaConf.to_container(cfg[name], resolve=True) if cfg.get(name) is not None else {}
-              for name in MODULE_GROUPS}
-    groups["model"] = {**groups["model"], "input_size": datamodule.input_size, "num_classes": datamodule.num_classes}
-    return MLPClassifier(**groups)
-
-
-def interactive() -> bool:
-    return sys.stdout.isatty()
-
-
-def build_trainer(cfg: DictConfig, callbacks: list[Callback], loggers: list) -> pl.Trainer:
-    """Lightning's Trainer from cfg.trainer; a value Lightning refuses is one line naming it."""
-    if interactive():
-        callbacks = [*callbacks, StepProgressBar()]
-    if (cfg.get("data") or {}).get("chunk", 1) > 1:
-        # Lightning compares its count of chunks with the logging interval, which counts steps.
-        warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging")
-    try:
-        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False,
-                           enable_progress_bar=interactive())
-    except InstantiationException as error:
-        cause = error.__cause__ or error
-        reason = " ".join(str(cause).split()) or type(cause).__name__
-        raise ConfigError(f"trainer settings refused by Lightning: {reason[:300]}. "
-                          "See `python train.py --cfg job` for the trainer group.") from None
-
-
 def checkpoint_callback(output_dir: Path, validates: bool) -> ModelCheckpoint:
     """best.ckpt by validation accuracy (when there is a validation set) and last.ckpt, each
     overwritten in place: a run directory never holds a stale `-v1` copy beside them."""
     return ModelCheckpoint(
         dirpath=output_dir / CHECKPOINTS_DIR,
-        filename="best",
+        filename=BEST_CHECKPOINT.removesuffix(".ckpt"),
         monitor="val/acc" if validates else None,
         mode="max",
         save_top_k=1 if validates else 0,
@@ -142,12 +69,6 @@ def checkpoint_callback(output_dir: Path, validates: bool) -> ModelCheckpoint:
         # After the module's own epoch-end logging, so a checkpoint never predates its epoch's curves.
         save_on_train_epoch_end=True,
     )
-
-
-def insight_callbacks() -> list[Callback]:
-    """What the dashboard shows: weight images, gradient norms, activation statistics, confusion matrix."""
-    # Drawing the weight grid costs ~0.25 s, a fifth of an epoch of the reference model on a CPU.
-    return [WeightImages(every_n_epochs=5), GradientNorms(), ActivationStats(), ConfusionMatrix()]
 
 
 def is_rank_zero() -> bool:
@@ -219,7 +140,7 @@ def smoke_reason(cfg: DictConfig) -> str | None:
     if trainer.get("overfit_batches"):
         reasons.append(f"trainer.overfit_batches={trainer.overfit_batches}")
     max_steps = trainer.get("max_steps")
-    epoch_steps = -(-(get_class(cfg.data._target_).train_size - cfg.data.val_size) // cfg.data.batch_size)
+    epoch_steps = get_class(cfg.data._target_).train_batches(cfg.data.val_size, cfg.data.batch_size)
     if max_steps not in (None, -1) and max_steps < epoch_steps * trainer.max_epochs:
         reasons.append(f"trainer.max_steps={max_steps} ends before trainer.max_epochs={trainer.max_epochs}")
     return ", ".join(reasons) or None
@@ -227,8 +148,7 @@ def smoke_reason(cfg: DictConfig) -> str | None:
 
 def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, datamodule: MNISTDataModule,
                  checkpoints: ModelCheckpoint, clock: FitClock, ckpt_path: Path | None) -> dict[str, Any]:
-    fitted = torch.compile(module) if cfg.model.get("compile") else module
-    trainer.fit(fitted, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
+    trainer.fit(fast_path(cfg).prepared(module), datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = clock.fit_seconds
     tested = "best" if checkpoints.monitor and checkpoints.best_model_path else "last"
     results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)[0]
@@ -315,10 +235,12 @@ def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any
 def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list) -> dict[str, Any]:
     """Everything between the first status and the last: each step may fail or be stopped."""
     checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0), FitClock()
-    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *insight_callbacks()]
+    # What the run's records depend on (its checkpoints, stops, times and curves on disk) is not an
+    # option; what it measures besides (conf/callbacks) is.
+    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *build_callbacks(cfg)]
     trainer = build_trainer(cfg, callbacks, [])  # before any data is read: Lightning checks its own arguments
     pl.seed_everything(cfg.seed, workers=True)
-    datamodule = instantiate(cfg.data, augment=instantiate(cfg.augment), _convert_="all")
+    datamodule = build_datamodule(cfg)
     if is_rank_zero():  # where Lightning itself prepares data
         datamodule.prepare_data()
     datamodule.setup("fit")  # checks the MD5s, which go into run_info.json
