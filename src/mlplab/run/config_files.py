@@ -28,7 +28,7 @@ from mlplab.errors import ConfigError
 FOLDER_FLAGS = {"--config-path": "path", "-cp": "path", "--config-dir": "dir", "-cd": "dir"}
 NAME_FLAGS = ("--config-name", "-cn")
 HYDRA_MODULES = ("hydra._internal.", "hydra_plugins.")
-GUARD = "mlplab.run.resume.RunDirectoryGuard"
+GUARD = "mlplab.run.directory.RunDirectoryGuard"
 LOGGING_GROUPS = ("job_logging", "hydra_logging")
 
 

@@ -1,6 +1,6 @@
-"""A run directory's life: refused when it already holds another run, continued in place on
-`resume=` (or a SLURM requeue) from the right checkpoint, with the same settings and the curves of
-the earlier segments kept.
+"""A run continued in place on `resume=` (or a SLURM requeue) from the right checkpoint, with the
+same settings and the curves of the earlier segments kept (`mlplab.run.directory` checks the folder
+before Hydra writes into it).
 
 A run resumes from `checkpoints/last.ckpt`, written at the end of each epoch: data order,
 augmentation and the RNG states depend only on (seed, epoch) and the checkpoint, so the resumed run
@@ -11,21 +11,17 @@ checkpoint and starts over in the same directory.
 from __future__ import annotations
 
 import csv
-import os
 import shlex
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.experimental.callback import Callback as HydraCallback
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, OmegaConf
 
 from mlplab.errors import UserError
 from mlplab.lightning_internals import continue_csv_columns, logged_step
 from mlplab.run.overrides import readable_override
-from mlplab.run.records import (CHECKPOINTS_DIR, FINISHED, LAST_CHECKPOINT, checkpoint_path, HYDRA_DIR, METRICS_CSV, METRICS_FILE, RUN_INFO_FILE, claim,
-                             read_json, read_status, slurm_job)
+from mlplab.run.records import HYDRA_DIR, LAST_CHECKPOINT, METRICS_CSV, checkpoint_path
 
 # Keys a resumed run may change: more epochs, where things are, and how steps are run (the fast
 # path changes the speed, not the numbers).
@@ -98,100 +94,3 @@ def continue_curves(logger: Any, run_dir: Path, epoch: int, step: int) -> int:
         csv_writer.writeheader()
         csv_writer.writerows(kept)
     return len(kept)
-
-
-# ---------------------------------------------------------------------------------------------
-# Before Hydra writes into the run directory
-
-# What makes a folder hold a run (a status.json alone is what a run refused by the config checks leaves).
-RUN_RECORDS = (METRICS_FILE, RUN_INFO_FILE, CHECKPOINTS_DIR)
-
-
-def _can_create(folder: Path) -> bool:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return False
-    return os.access(folder, os.W_OK)
-
-
-def holds_a_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in RUN_RECORDS)
-
-
-class RunDirectoryGuard(HydraCallback):
-    """Checks the run directory before Hydra writes anything into it (conf/config.yaml enables it).
-
-    A folder that already holds a run is never mixed with a new one; resuming a finished run
-    changes nothing; a folder that cannot be created is named in one line.
-    """
-
-    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        # Hydra turns a callback's exception into a warning and goes on: a guard that cannot check
-        # must stop the run instead, or two writers could share a folder.
-        try:
-            self._guard(config)
-        except Exception as error:  # noqa: BLE001 - whatever kept the guard from checking
-            cause = error
-            while cause is not None and not isinstance(cause, UserError):  # e.g. name=null, inside a resolver
-                cause = cause.__cause__ or cause.__context__
-            if cause is not None:
-                sys.exit(f"error: {cause}")
-            reason = " ".join(str(error).split()) or type(error).__name__
-            sys.exit(f"error: the run directory could not be checked before the run ({reason[:300]}); "
-                     "check hydra.run.dir and paths.output_root.")
-
-    def _guard(self, config: DictConfig) -> None:
-        if any(os.environ.get(name, "0") != "0" for name in ("LOCAL_RANK", "NODE_RANK", "RANK")):
-            return  # DDP's other ranks re-run train.py in rank zero's run directory, which it owns
-        folder = Path(str(config.hydra.run.dir))
-        resume = config.get("resume")
-        if resume is not None and not str(resume).strip():
-            sys.exit("error: resume='' names no run directory: pass resume=outputs/<date>/<time>_<name> to "
-                     "continue a run, or leave resume out to start a new one.")
-        if not resume and self._requeued(folder):
-            # SLURM requeued this job (preemption, or Lightning's auto-requeue): continue its run.
-            print(f"SLURM job {slurm_job()} requeued: resuming {folder}", file=sys.stderr)
-            with open_dict(config), read_write(config):
-                config.resume = str(folder)
-            resume = config.resume
-        if resume and not Path(str(resume)).is_dir():
-            sys.exit(f"error: resume={str(resume)!r} is not a directory: pass the directory of a run that "
-                     "train.py started.")
-        if not resume and not _can_create(folder):
-            sys.exit(f"error: cannot create the run directory {folder}: point paths.output_root=... "
-                     "(or hydra.run.dir=...) at a writable folder.")
-        if resume:  # reads only: resuming a finished run must change nothing, the owner file included
-            self._check_resume(Path(str(resume)), config)
-        try:
-            claim(folder)  # before anything is written there: one owner at a time
-        except (UserError, OSError) as error:
-            sys.exit(f"error: {error}")
-        if not resume and holds_a_run(folder):
-            status = read_status(folder).get("status", "unknown")
-            sys.exit(f"error: {folder} already holds a run (status: {status}); choose another hydra.run.dir, "
-                     f"or continue that run with {shlex.quote(readable_override('resume', str(folder)))}")
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        folder = Path(str(config.hydra.sweep.dir))
-        if not _can_create(folder):
-            sys.exit(f"error: cannot create the sweep directory {folder}: point paths.output_root=... "
-                     "(or hydra.sweep.dir=...) at a writable folder.")
-
-    @staticmethod
-    def _requeued(folder: Path) -> bool:
-        return bool(slurm_job()) and holds_a_run(folder) and read_status(folder).get("slurm_job") == slurm_job()
-
-    @staticmethod
-    def _check_resume(folder: Path, config: DictConfig) -> None:
-        try:
-            check_same_settings(config, folder)
-        except UserError as error:
-            sys.exit(f"error: {error}")
-        metrics = read_json(folder / METRICS_FILE)
-        if read_status(folder).get("status") == FINISHED and metrics is not None:
-            if config.trainer.max_epochs <= metrics.get("epochs", 0):
-                print(f"{folder} finished all {metrics.get('epochs')} epochs (test accuracy "
-                      f"{metrics.get('test_acc', float('nan')):.2%}); nothing to resume, nothing changed. "
-                      "Raise trainer.max_epochs to train it further.")
-                sys.exit(0)

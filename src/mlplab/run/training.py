@@ -98,7 +98,7 @@ def resume_command(output_dir: Path) -> str:
 
 def prepare_resume(output_dir: Path, loggers: list) -> Path | None:
     """The checkpoint a resumed run continues from (None: start over in place), with the CSV curves
-    continued from it. The settings were compared before Hydra wrote anything (resume.RunDirectoryGuard)."""
+    continued from it. The settings were compared before Hydra wrote anything (mlplab.run.directory)."""
     # Lightning warns about a non-empty log and checkpoint folder; continuing in it is the point here.
     warnings.filterwarnings("ignore", message=r"(Experiment logs|Checkpoint) directory .* exists and is not empty")
     checkpoint = resume.last_checkpoint(output_dir)
