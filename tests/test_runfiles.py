@@ -144,3 +144,46 @@ def test_a_run_name_of_any_characters_needs_no_quoting(name):
 
     folder = f"outputs/12-00-00_{runfiles.run_name(name, ['activation=gelu'])}"
     assert OverridesParser.create().parse_override(f"resume={folder}").value() == folder
+
+
+def saved_run(tmp_path: Path, config) -> Path:
+    from omegaconf import OmegaConf
+
+    run_dir = tmp_path / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(config, run_dir / ".hydra" / "config.yaml")
+    OmegaConf.save(OmegaConf.create([]), run_dir / ".hydra" / "overrides.yaml")
+    return run_dir
+
+
+def earlier_layout(cfg):
+    """cfg as conf/ laid it out before the fast path and callbacks had groups of their own."""
+    from omegaconf import OmegaConf
+
+    old = OmegaConf.to_container(cfg)
+    old["data"]["chunk"] = old["fastpath"]["chunk"]
+    old["model"] |= {"cuda_graph": old["fastpath"]["cuda_graph"], "compile": old["fastpath"]["compile"]}
+    del old["model"]["_target_"], old["fastpath"], old["callbacks"]
+    return OmegaConf.create(old)
+
+
+def test_a_run_of_the_earlier_layout_resumes_and_a_changed_setting_is_still_refused(tmp_path):
+    from helpers import compose_config
+
+    cfg = compose_config()
+    run_dir = saved_run(tmp_path, earlier_layout(cfg))
+    resume.check_same_settings(cfg, run_dir)
+    resume.check_same_settings(compose_config("fastpath=off", "callbacks=none"), run_dir)
+    for changed in ("model.hidden_sizes=[7]", "model.init=kaiming", "data.batch_size=50", "seed=3"):
+        with pytest.raises(runfiles.UserError, match=changed.split("=")[0]):
+            resume.check_same_settings(compose_config(changed), run_dir)
+
+
+def test_callbacks_and_the_models_class_are_held_once_a_run_saved_them(tmp_path):
+    from helpers import compose_config
+
+    run_dir = saved_run(tmp_path, compose_config())
+    for changed in ("callbacks=none", "callbacks.weight_images.every_n_epochs=1"):
+        with pytest.raises(runfiles.UserError, match="callbacks"):
+            resume.check_same_settings(compose_config(changed), run_dir)
+    resume.check_same_settings(compose_config("fastpath=off"), run_dir)

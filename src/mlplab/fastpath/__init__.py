@@ -29,8 +29,9 @@ from mlplab.fastpath.batches import ChunkedMNIST
 from mlplab.fastpath.progress import StepProgressBar
 from mlplab.fastpath.steps import FastClassifier
 
-# What the fast path may change when a run resumes: the speed, never the numbers.
 SETTINGS = ("chunk", "cuda_graph", "compile")
+# Where configs kept these settings before the fast path had a group of its own.
+EARLIER_KEYS = ("data.chunk", "model.cuda_graph", "model.compile")
 
 
 def _flag(name: str, value: object) -> bool:
