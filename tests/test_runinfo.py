@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +51,24 @@ def test_a_config_or_code_the_commit_lacks_makes_the_run_dirty(checkout, change)
 
 def test_outside_a_checkout_the_state_is_unknown(tmp_path):
     assert git_state(tmp_path) == {"commit": None, "dirty": None, "changed": []}
+
+
+def test_run_info_records_what_decides_the_last_bits(monkeypatch):
+    import torch
+
+    from mlplab.run.provenance import run_info
+
+    threads = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    try:
+        torch.set_num_threads(1)
+        numerics = run_info(0, {})["numerics"]
+    finally:
+        torch.set_num_threads(threads)
+    assert numerics["torch_threads"] == 1 and numerics["env"]["OMP_NUM_THREADS"] == "1"
+    assert numerics["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert numerics["deterministic_algorithms"] is torch.are_deterministic_algorithms_enabled()
+    # The BLAS and oneDNN builds this torch was built with, as torch reports them.
+    config = torch.__config__.show()
+    assert numerics["builds"] and all(line in config for line in numerics["builds"])
+    assert set(numerics["cpu_flags"]) <= set(Path("/proc/cpuinfo").read_text().split())
