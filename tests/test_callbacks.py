@@ -15,7 +15,7 @@ import torch
 from pytorch_lightning.loggers import CSVLogger
 
 from helpers import coloured_fraction, compose_config, read_png
-from mlplab.tools import docs_figures as figures
+from mlplab.tools import gradient_rms
 from mlplab.run.callbacks import ActivationStats, ConfusionMatrix, GradientNorms, WeightImages
 from mlplab.core.data import MNISTDataModule
 from mlplab.plots.run_figures import weight_grid_figure
@@ -76,7 +76,7 @@ def reference_run(datamodule, tmp_path_factory) -> tuple[Run, ConfusionMatrix]:
     return run, confusion
 
 
-# The gradient figure's runs (mlplab.tools.docs_figures.GRADIENT_RUNS), shortened: 2 epochs of 100 batches, the
+# The gradient figure's runs (mlplab.tools.figure_runs.GRADIENT_RUNS), shortened: 2 epochs of 100 batches, the
 # gradients logged every 10 steps. The sigmoid's gradients vanish in the first hundred steps.
 DEEP_RUNS = {"sigmoid": ("+experiment=deep_sigmoid",), "sigmoid_sgd": ("+experiment=deep_sigmoid", "optimizer=sgd"),
              "relu": ("+experiment=deep_relu",)}
@@ -179,14 +179,14 @@ def layer_factors(profile: list[float]) -> list[float]:
 
 @pytest.mark.slow  # three deep nets, 200 steps each
 def test_sigmoid_gradients_vanish_towards_the_input_until_adam_evens_them_out(deep_runs):
-    """What docs/figures/gradient_norms.png shows (figures.GRADIENT_FINDINGS), read through the figure's own path."""
-    gradients = {name: figures.gradient_rms(run.folder) for name, run in deep_runs.items()}
+    """What docs/figures/gradient_norms.png shows (mlplab.tools.gradient_findings), read through the figure's own path."""
+    gradients = {name: gradient_rms.gradient_rms(run.folder) for name, run in deep_runs.items()}
 
     def profile(name: str, interval: int) -> list[float]:
         return [values[interval] for values in gradients[name].by_interval.values()]
 
     assert all(len(series.steps) == 20 and len(series.by_interval) == 7 for series in gradients.values())
-    start = {name: figures.first_to_last_ratio(series.by_interval, 0) for name, series in gradients.items()}
+    start = {name: gradient_rms.first_to_last_ratio(series.by_interval, 0) for name, series in gradients.items()}
     # At the start (steps 1-10) each sigmoid layer gets at least 4x less gradient per weight than the one
     # above it (sigmoid' <= 1/4): 1e-4 of the output layer's reaches the input layer. ReLU's hidden
     # layers stay within 3x of each other, and its input layer gets 1000x more of it.
@@ -198,16 +198,16 @@ def test_sigmoid_gradients_vanish_towards_the_input_until_adam_evens_them_out(de
 
     # With SGD it stays so: rising layer by layer in every interval, still < 1e-4 in both epochs.
     sgd = gradients["sigmoid_sgd"]
-    assert figures.rising_until(sgd) == sgd.steps[-1]
-    assert max(figures.first_to_last_ratio(sgd.by_epoch, epoch) for epoch in range(2)) < 1e-4
+    assert gradient_rms.rising_until(sgd) == sgd.steps[-1]
+    assert max(gradient_rms.first_to_last_ratio(sgd.by_epoch, epoch) for epoch in range(2)) < 1e-4
     # With Adam it stops after about a hundred steps: the input layer is no longer the smallest, and
     # the ratio has grown 1000x (a ratio of epoch means 100x higher in epoch 2 than in epoch 1).
     adam = gradients["sigmoid"]
-    assert 50 <= figures.rising_until(adam) < 150
+    assert 50 <= gradient_rms.rising_until(adam) < 150
     last = profile("sigmoid", -1)
     assert last[0] > min(last[1:-1])
-    assert figures.first_to_last_ratio(adam.by_interval) > 1000 * start["sigmoid"]
-    assert figures.first_to_last_ratio(adam.by_epoch, 1) > 100 * figures.first_to_last_ratio(adam.by_epoch, 0)
+    assert gradient_rms.first_to_last_ratio(adam.by_interval) > 1000 * start["sigmoid"]
+    assert gradient_rms.first_to_last_ratio(adam.by_epoch, 1) > 100 * gradient_rms.first_to_last_ratio(adam.by_epoch, 0)
 
 
 @pytest.mark.slow

@@ -23,11 +23,12 @@ from torch import nn
 
 from helpers import CONF, coloured_fraction, read_png
 from mlplab import plots
-from mlplab.tools import docs_figures as figures
+from mlplab.tools import docs_figures as figures, figure_runs, gradient_findings as findings
 from mlplab.errors import UserError
 from mlplab.plots import chapter_figures as chapter
+from mlplab.tools.gradient_rms import GradientRMS
 from mlplab.core.model import MLP
-from mlplab.run.training import build_module
+from mlplab.run.build import build_module
 
 
 def option(group: str, name: str) -> Callable[..., nn.Module]:
@@ -364,7 +365,7 @@ def write_gradient_run(run: Path, layers: int = 3, init: str = "default", epochs
             values = [f"{10.0 ** (i - layers) * (1 + step / 100):.6g}" for i in range(layers)]
             lines += [",".join(["", *[""] * (2 * layers), str(step), "2.0"]),  # the module's own interval row
                       ",".join([str(epoch), *values, *[""] * layers, str(step), ""])]
-        # Lightning's epoch row: its step column counts batches (8 steps each with data.chunk=8).
+        # Lightning's epoch row: its step column counts batches (8 steps each with fastpath.chunk=8).
         lines.append(",".join([str(epoch), *[""] * layers, *[f"{10.0 ** (i - layers):.6g}" for i in range(layers)],
                                str((epoch + 1) * steps_per_epoch // 8), ""]))
     (run / "csv" / "metrics.csv").write_text("\n".join(lines) + "\n")
@@ -386,6 +387,57 @@ def test_gradient_rms_is_read_from_the_sparse_rows_of_metrics_csv(tmp_path):
     figure = chapter.gradient_rms_figure({"a": (gradients.steps, gradients.by_interval),
                                           "b": (gradients.steps, gradients.by_interval)}, gradients.epoch_ends)
     assert coloured_fraction(read_png(plots.save(figure, tmp_path / "g.png"))) > 0.005
+
+
+def made_up_gradients(by_step: Callable[[int], list[float]], by_epoch: list[list[float]], steps: int = 300,
+                      interval: int = 10) -> GradientRMS:
+    """A run's gradient RMS with `by_step(step)` the layers' RMS (input side first) at each interval's step,
+    and `by_epoch` each epoch's means (one list per epoch)."""
+    logged = list(range(interval, steps + 1, interval))
+    layers = range(len(by_epoch[0]))
+    epochs = len(by_epoch)
+    return GradientRMS(logged, {layer: [by_step(step)[layer] for step in logged] for layer in layers},
+                       list(range(1, epochs + 1)), [steps * (epoch + 1) // epochs for epoch in range(epochs)],
+                       {layer: [means[layer] for means in by_epoch] for layer in layers})
+
+
+def vanishing(step: int) -> list[float]:
+    return [10.0 ** (layer - 3) for layer in range(4)]  # 10x less per layer towards the input
+
+
+def vanishing_until_100(step: int) -> list[float]:
+    return vanishing(step) if step <= 100 else [5.0, 0.01, 0.1, 1.0]
+
+
+def relu_like(step: int) -> list[float]:
+    return [0.5, 1.0, 1.5, 3.0]
+
+
+def test_the_gradient_findings_are_written_from_the_runs_numbers():
+    """PROVENANCE.md's paragraph under gradient_norms.png states the measures of the runs it was made from."""
+    adam = made_up_gradients(vanishing_until_100, [[0.02, 0.01, 0.1, 1.0], [0.5, 0.1, 0.1, 1.0], [0.9, 0.1, 0.1, 1.0]])
+    sgd = made_up_gradients(vanishing, [[0.001, 0.01, 0.1, 1.0]] * 3)
+    relu = made_up_gradients(relu_like, [[0.3, 1.0, 1.5, 3.0], [0.6, 1.0, 1.5, 3.0], [0.8, 1.0, 1.5, 1.0]])
+    text = " ".join(findings.gradient_findings(adam, sgd, relu, 0.1135).split())
+    assert ("At the start (steps 1-10), with either optimizer, each sigmoid layer's gradient RMS is at least 10x "
+            "below the next layer's (sigmoid' <= 1/4): the input layer gets 0.001 of the output layer's or less.") in text
+    assert "Each ReLU layer below the output one is within 2x of the next." in text
+    assert ("With SGD the sigmoid's profile lasts through every interval of its 3 epochs, and the net reaches "
+            "11.35% test accuracy (chance: 10%).") in text
+    assert ("With Adam it lasts through step 100: in the 100 steps after, the input layer's RMS grows 5,000x; by step "
+            "300 the input layer's RMS is no longer the smallest, and in epoch 3 the input / output ratio of the epoch "
+            "means is 0.9 (ReLU's: 0.8).") in text
+    assert "Epoch means hide the vanishing phase: with Adam the sigmoid's ratio is 0.02 in epoch 1, against 0.001" in text
+    assert "the likely cause, seen here only as the contrast with SGD" in text
+    assert "part of why it sits below the hidden layers' in the ReLU net's first epoch too" in text
+    assert all(len(line) <= findings.LINE_WIDTH for line in findings.gradient_findings(adam, sgd, relu, 0.5).splitlines())
+
+    # Other numbers, other words: Adam's profile lasting as SGD's does, a ReLU input layer above the hidden ones.
+    text = " ".join(findings.gradient_findings(sgd, sgd, made_up_gradients(relu_like, [[2.0, 1.0, 1.5, 3.0]] * 3),
+                                               None).split())
+    assert "With Adam it lasts through every interval of its 3 epochs; by step 300 the input layer's RMS is still" in text
+    assert "With SGD the sigmoid's profile lasts through every interval of its 3 epochs." in text  # no accuracy known
+    assert "Epoch means hide" not in text and "likely cause" not in text and "background pixels" not in text
 
 
 def test_gradient_runs_of_different_inits_are_refused(tmp_path):
@@ -420,7 +472,7 @@ def test_the_figures_command_trains_on_one_thread_and_records_command_and_commit
         write_reference_run(run_dir) if "+experiment=seed_pytorch" in command else write_gradient_run(run_dir)
         return subprocess.CompletedProcess(command, 0, "", "")
 
-    monkeypatch.setattr(figures.subprocess, "run", fake_train_py)
+    monkeypatch.setattr(figure_runs.subprocess, "run", fake_train_py)
     # One small figure for the three without training, which the test above draws in full.
     monkeypatch.setattr(figures, "pure_figures",
                         lambda: {"activations.png": chapter.activations_figure({"relu": nn.ReLU()})})
@@ -438,6 +490,9 @@ def test_the_figures_command_trains_on_one_thread_and_records_command_and_commit
     reference = "`OMP_NUM_THREADS=1 train.py +experiment=seed_pytorch` at commit c0ffee (clean)"
     assert f"| `weights_reference.png` | {reference} |" in provenance
     assert "- deep_sigmoid, SGD: linear0 / linear2 RMS 0.01 in steps 1-10" in provenance
+    # The paragraph under the numbers is written from these runs' numbers (every interval rises here).
+    assert "With SGD the sigmoid's profile lasts through every interval of its 2 epochs, and the net reaches " \
+           "50.00% test accuracy" in " ".join(provenance.split())
     names = ["activations.png", "weights_reference.png", "gradient_norms.png"]
     for name in names:
         assert f"`{name}`" in provenance
@@ -448,7 +503,7 @@ def test_the_figures_command_trains_on_one_thread_and_records_command_and_commit
 
 
 def test_a_failed_training_run_leaves_the_figures_alone(tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr(figures.subprocess, "run",
+    monkeypatch.setattr(figure_runs.subprocess, "run",
                         lambda command, **kwargs: subprocess.CompletedProcess(command, 1, "", "CUDA out of memory"))
     assert figures.main(["--out", str(tmp_path / "out")]) == 1
     assert "training reference failed (exit 1)" in capsys.readouterr().err

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from helpers import REPO, assert_same_weights, final_metrics, script_env
-from mlplab.tools.sweep.spec import SweepError
+from mlplab.errors import SweepError
 from mlplab.tools.sweep.trials import INTERRUPTED, LOG_FILE, recorded_outcome
 from mlplab.tools.sweep.warm import ForkedProcess, start_forked
 

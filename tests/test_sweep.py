@@ -25,7 +25,9 @@ from mlplab.tools.sweep.__main__ import listed_trials, main
 from mlplab.tools.sweep.composition import check_trials_compose
 from mlplab.tools.sweep.shared import open_trials
 from mlplab.tools.sweep.slots import Slot, make_slots, slot_env
-from mlplab.tools.sweep.spec import SweepError, load_sweep, make_trial, program_arguments, validate_sweep
+from mlplab.errors import SweepError
+from mlplab.tools.sweep.spec import load_sweep, validate_sweep
+from mlplab.tools.sweep.trial_commands import make_trial, program_arguments
 from mlplab.tools.sweep.trials import CRASHED, FAILED, FINISHED, INTERRUPTED, outcome_of, recorded_outcome
 
 SWEEPS = REPO / "sweeps"

@@ -27,7 +27,8 @@ from mlplab.tools.sweep import shared
 from mlplab.tools.sweep.__main__ import main
 from mlplab.tools.sweep.liveness import STAMP
 from mlplab.tools.sweep.shared import open_trials
-from mlplab.tools.sweep.spec import SweepError, make_trial
+from mlplab.errors import SweepError
+from mlplab.tools.sweep.trial_commands import make_trial
 from mlplab.tools.sweep.storage import check_storage_record, record_storage
 from mlplab.tools.sweep.trials import FINISHED, INTERRUPTED
 

@@ -31,7 +31,9 @@ from mlplab.tools.sweep import offline, online, slots, trials
 from mlplab.run.failures import error_in_text
 from mlplab.tools.sweep.__main__ import main
 from mlplab.tools.sweep.paths import INTERPOLATION_START, run_root
-from mlplab.tools.sweep.spec import SweepError, load_sweep, make_trial
+from mlplab.errors import SweepError
+from mlplab.tools.sweep.spec import load_sweep
+from mlplab.tools.sweep.trial_commands import make_trial
 
 HYDRA_HINT = "HYDRA_FULL_ERROR"
 HOSTILE_NAMES = ["a b", "a,b", "a=b", "it's", 'say "x"', "$HOME", "${x}", "back\\slash", "[0]", "{a:1}", "a:b",

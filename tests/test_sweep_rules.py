@@ -26,7 +26,9 @@ from hypothesis import strategies as st
 
 from helpers import REPO
 from mlplab.tools.sweep import rules, search
-from mlplab.tools.sweep.spec import SweepError, grid_assignments, validate_sweep
+from mlplab.errors import SweepError
+from mlplab.tools.sweep.spec import validate_sweep
+from mlplab.tools.sweep.trial_commands import grid_assignments
 
 ACCEPTED, REFUSED = "accepted", "refused"
 BASE = {"program": "train.py", "metric": {"name": "val/acc", "goal": "maximize"},

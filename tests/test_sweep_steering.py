@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from helpers import CONF, REPO, script_env
 from mlplab.tools.sweep.__main__ import listed_trials, main
 from mlplab.tools.sweep.spec import load_sweep
-from mlplab.tools.sweep.steering import grid_count_note, identity, steer
+from mlplab.tools.sweep.steering import identity, steer
+from mlplab.tools.sweep.trial_commands import grid_count_note
 
 ACTIVATIONS = REPO / "sweeps" / "activations.yaml"
 

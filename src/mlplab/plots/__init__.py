@@ -26,9 +26,10 @@ def new_figure(width: float, height: float, layout: str | None = "constrained") 
     return figure
 
 
-def save(figure: Figure, path: Path, dpi: int = DPI) -> Path:
+def save(figure: Figure, path: Path, dpi: int = DPI, metadata: dict[str, str] | None = None) -> Path:
+    """Write the figure (a PNG's `metadata` goes into its text fields, e.g. Source and Description)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi)
+    figure.savefig(path, dpi=dpi, metadata=metadata)
     return path
 
 

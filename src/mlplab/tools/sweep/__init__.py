@@ -2,11 +2,13 @@
 the server is reachable, or offline on this machine (grid and random expanded here, bayes with an
 Optuna TPE study), on GPU-pinned slots, with one record per trial.
 
-    spec.py         the sweep file: its checks, grid expansion, each trial's command line
+    spec.py         the sweep file: its checks (wandb's, the launcher's, the method's)
+    trial_commands.py  the grid's combinations and each trial's command line
     steering.py     Hydra overrides from the command line: into every trial, the sweep dir's name, the saved file
     rules.py        wandb's own rules: its schema (vendored), wandb.sweep's fill, the grid as wandb lists it
     paths.py        the sweep dir: what the OS refuses, and how Hydra is given a path with `${`
     search.py       Optuna: wandb's distributions, random draws, the bayes study in the sweep dir
+    methods.py      grid, random and bayes: one object each, asked what differs between them
     composition.py  every trial's config composed with Hydra before anything runs
     slots.py        CUDA_VISIBLE_DEVICES and OMP_NUM_THREADS per slot
     processes.py    children in their own process groups that end with the launcher

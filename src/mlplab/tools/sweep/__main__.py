@@ -22,16 +22,16 @@ from typing import Any
 
 from mlplab.run import records as runfiles
 from mlplab.errors import UserError
-from mlplab.tools.sweep import search, storage
 from mlplab.tools.sweep.composition import check_trials_compose
 from mlplab.tools.sweep.offline import run_offline
 from mlplab.tools.sweep.online import offline_reason, run_online
+from mlplab.tools.sweep.methods import SearchMethod, method_of
 from mlplab.tools.sweep.paths import check_sweep_dir, make_run_root
-from mlplab.tools.sweep.shared import open_trials
 from mlplab.tools.sweep.slots import make_slots
-from mlplab.tools.sweep.spec import (SweepError, Trial, default_sweep_dir, grid_assignments, load_sweep, make_trial,
-                               program_arguments, resolve_program_root)
-from mlplab.tools.sweep.steering import grid_count_note, identity, saved_copy, steer
+from mlplab.errors import SweepError
+from mlplab.tools.sweep.spec import load_sweep
+from mlplab.tools.sweep.trial_commands import Trial, default_sweep_dir, program_arguments, resolve_program_root
+from mlplab.tools.sweep.steering import identity, saved_copy, steer
 from mlplab.tools.sweep.storage import STALE_AFTER, check_storage_record, record_storage
 from mlplab.tools.sweep.trials import FINISHED, recorded_outcome
 from mlplab.tools.sweep.warm import TrialStarter
@@ -140,33 +140,24 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def listed_trials(config: dict[str, Any], sweep_dir: Path, count: int | None, seed: int) -> list[Trial]:
-    """The trials of a grid (at most `count`) or random sweep (`count` seeded draws)."""
-    if config["method"] == "grid":
-        assignments = grid_assignments(config["parameters"], count)
-    elif count:
-        assignments = search.random_assignments(config["parameters"], count, seed)
-    else:
-        raise SweepError(f"method {config['method']} draws trials: say how many with --count, e.g. --count 20")
-    return [make_trial(config, sweep_dir, index, assignment) for index, assignment in enumerate(assignments)]
+    """The trials the file's method lists up front: a grid's (at most `count`), `count` random draws, none
+    for bayes (drawn one by one)."""
+    return method_of(config).listed_trials(config, sweep_dir, count, seed)
 
 
-def overrides_to_compose(config: dict[str, Any], sweep_dir: Path, trials: list[Trial]) -> list[list[str]]:
-    """Each listed trial's Hydra overrides; for bayes, every choice and both ends of every range."""
-    if config["method"] == "bayes":
-        trials = [make_trial(config, sweep_dir, index, assignment)
-                  for index, assignment in enumerate(search.probe_assignments(config["parameters"]))]
-    return [program_arguments(config, trial.command) for trial in trials]
+def overrides_to_compose(method: SearchMethod, config: dict[str, Any], sweep_dir: Path,
+                         trials: list[Trial]) -> list[list[str]]:
+    """The Hydra overrides of each trial to compose before anything runs (for bayes, every choice and
+    both ends of every range)."""
+    return [program_arguments(config, trial.command)
+            for trial in method.trials_to_compose(config, sweep_dir, trials)]
 
 
-def print_dry_run(config: dict[str, Any], trials: list[Trial], program_root: Path, sweep_dir: Path,
-                  count: int | None) -> None:
-    if config["method"] == "grid" and (note := grid_count_note(config["parameters"], count)):
+def print_dry_run(method: SearchMethod, parameters: dict[str, Any], trials: list[Trial], program_root: Path,
+                  sweep_dir: Path, count: int | None) -> None:
+    if note := method.count_note(parameters, count):
         print(f"# {note}")
-    if config["method"] == "bayes":
-        print(f"# bayes: {count} trials in all, drawn one by one by Optuna's TPE (study "
-              f"{storage.journal_path(sweep_dir)}), run in {program_root}")
-        return
-    print(f"# {len(trials)} {config['method']} trials, run in {program_root}, into {sweep_dir}")
+    print(method.dry_run_header(trials, program_root, sweep_dir, count))
     for trial in trials:
         finished = recorded_outcome(trial.directory) == FINISHED
         print(f"# {trial.trial_id}{' (finished: would be skipped)' if finished else ''}")
@@ -212,29 +203,23 @@ def run(args: argparse.Namespace) -> int:
                           sweep_id=args.sweep_id, sweep_dir=log_dir, count=args.count,
                           stagger=args.stagger, grace=args.grace)
     sweep_dir = chosen_sweep_dir(args.sweep_dir, args.file, program_root, args.overrides)
-    if config["method"] == "bayes":
-        if not args.count:
-            raise SweepError("method bayes draws trials: say how many in all with --count, e.g. --count 20")
-        search.metric_key(config["metric"]["name"])  # fail before anything runs
-        trials = []
-    else:
-        trials = listed_trials(config, sweep_dir, args.count, args.seed)
+    method = method_of(config)
+    trials = method.listed_trials(config, sweep_dir, args.count, args.seed)
     label = f"{args.file} with {shlex.join(args.overrides)}" if args.overrides else args.file
     composed = check_trials_compose(program_root / "conf", label,
-                                    overrides_to_compose(config, sweep_dir, trials))
+                                    overrides_to_compose(method, config, sweep_dir, trials))
     if args.dry_run:
-        print_dry_run(config, trials, program_root, sweep_dir, args.count)
+        print_dry_run(method, config["parameters"], trials, program_root, sweep_dir, args.count)
         print(f"# {composed} distinct trial configs compose with Hydra")
         return 0
     steered = f" with {shlex.join(args.overrides)}" if args.overrides else ""
-    print(f"offline ({reason}): {config['method']} sweep {args.file}{steered}", flush=True)
-    if config["method"] == "grid" and (note := grid_count_note(config["parameters"], args.count)):
+    print(f"offline ({reason}): {method.name} sweep {args.file}{steered}", flush=True)
+    if note := method.count_note(config["parameters"], args.count):
         print(note, flush=True)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     make_run_root(sweep_dir)
     check_storage_record(sweep_dir, args.storage)
-    source = open_trials(config, sweep_dir, args.count, args.seed, None if config["method"] == "bayes" else trials,
-                         args.storage, args.stale_after)
+    source = method.open_source(config, sweep_dir, args.count, args.seed, trials, args.storage, args.stale_after)
     record_storage(sweep_dir, args.storage)
     # The dir name is a hash: keep the file it came from (as steered) next to the trials.
     runfiles.write_text(sweep_dir / "sweep.yaml", saved_copy(args.file, args.overrides, config, sweep_dir))

@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Iterable
 from pathlib import Path
 
-from mlplab.tools.sweep.spec import SweepError
+from mlplab.errors import SweepError
 from mlplab.run.targets import check_targets
 
 CONFIG_NAME = "config"

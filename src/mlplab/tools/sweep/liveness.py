@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from mlplab.run.records import RUNNING
+from mlplab.run.records import RUNNING, process_alive
 from mlplab.tools.sweep.trials import TRIAL_FILE, trial_state
 
 STAMP = "launcher"  # the Optuna trial's user attribute naming the launcher that runs it
@@ -55,13 +55,7 @@ def launcher_alive(stamp: dict[str, Any]) -> bool:
         return False
     start = process_start(pid)
     if start is None and not Path("/proc/self/stat").exists():  # no /proc (off Linux): the pid alone
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
+        return process_alive(pid)
     return start is not None and start == stamp.get("start")
 
 

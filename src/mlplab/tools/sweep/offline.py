@@ -17,7 +17,7 @@ from mlplab.errors import UserError
 from mlplab.tools.sweep.processes import StopSignals, end_groups
 from mlplab.tools.sweep.shared import SharedTrials
 from mlplab.tools.sweep.slots import Slot
-from mlplab.tools.sweep.spec import SweepError
+from mlplab.errors import SweepError
 from mlplab.tools.sweep.trials import CRASHED, FAILED, FINISHED, INTERRUPTED, OUTCOMES, RunningTrial, finish_trial, start_trial
 from mlplab.tools.sweep.warm import TrialStarter
 

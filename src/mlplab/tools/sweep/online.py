@@ -19,7 +19,8 @@ from typing import Any
 from mlplab.run.failures import error_in_text, read_tail
 from mlplab.tools.sweep.processes import StopSignals, end_groups, start_process
 from mlplab.tools.sweep.slots import Slot, slot_env
-from mlplab.tools.sweep.spec import SweepError, default_sweep_dir
+from mlplab.errors import SweepError
+from mlplab.tools.sweep.trial_commands import default_sweep_dir
 
 AGENT_MARGIN = 10.0  # seconds an agent gets beyond --grace to kill its run and report to the server
 

@@ -15,7 +15,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO, Any
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+from mlplab.run.cli import STOP_SIGNALS  # the signals a run stops at are the ones the launcher stops at
+
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 

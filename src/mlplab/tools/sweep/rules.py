@@ -334,3 +334,13 @@ def grid_points(name: str, spec: dict[str, Any]) -> list[Any]:
     for value in values:
         points[wandb_hash(value)] = value
     return list(points.values())
+
+
+def check_as_sweep_file(path: Any, check: Any, *args: Any) -> None:
+    """Run one of these checks; what wandb refuses becomes one line naming the sweep file."""
+    from mlplab.errors import SweepError
+
+    try:
+        check(*args)
+    except Refused as error:
+        raise SweepError(f"{path}: {error}") from None

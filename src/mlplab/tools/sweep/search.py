@@ -23,7 +23,7 @@ import optuna
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from mlplab.tools.sweep import rules
-from mlplab.tools.sweep.spec import SweepError
+from mlplab.errors import SweepError
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # the launcher prints one line per trial itself
 
@@ -142,6 +142,12 @@ def tpe_sampler(seed: int) -> optuna.samplers.TPESampler:
         return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
+def reseed(study: optuna.Study, seed: int) -> None:
+    """A TPE sampler seeded by the study's size: one seeded as for the first trial would replay the first
+    draws, so a rerun, and each launcher of the sweep, draws points of its own."""
+    study.sampler = tpe_sampler(seed + len(study.trials))
+
+
 def open_study(sweep_dir: Path, goal: str, seed: int, storage: optuna.storages.BaseStorage | None = None) -> optuna.Study:
     """The sweep's study, named after the sweep dir, in `storage` (default <sweep dir>/optuna.journal):
     created by the first launcher, loaded by a rerun and by every other launcher on the sweep.
@@ -154,8 +160,8 @@ def open_study(sweep_dir: Path, goal: str, seed: int, storage: optuna.storages.B
     storage = storage or open_storage(sweep_dir, None)
     study = optuna.create_study(storage=storage, sampler=tpe_sampler(seed), study_name=sweep_dir.name,
                                 direction=goal, load_if_exists=True)
-    if study.trials:  # a rerun: a sampler seeded as the first run's would replay its first draws
-        study.sampler = tpe_sampler(seed + len(study.trials))
+    if study.trials:  # a rerun
+        reseed(study, seed)
     return study
 
 

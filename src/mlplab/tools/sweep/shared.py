@@ -33,7 +33,7 @@ from mlplab.run import records as runfiles
 from mlplab.errors import UserError
 from mlplab.tools.sweep import search
 from mlplab.tools.sweep.liveness import STAMP, is_this_launcher, launcher_gone, show_signs_of_life, this_launcher
-from mlplab.tools.sweep.spec import Trial, make_trial
+from mlplab.tools.sweep.trial_commands import Trial, make_trial
 from mlplab.tools.sweep.storage import (HEARTBEAT_SECONDS, STALE_AFTER, StudyLock, journal_path, open_storage,
                                   retry_callback, shown_url, storage_errors)
 from mlplab.tools.sweep.trials import CRASHED, FAILED, FINISHED, INTERRUPTED, recorded_outcome
@@ -132,10 +132,14 @@ class SharedTrials:
                 new.append(optuna.trial.create_trial(state=TrialState.WAITING, user_attrs=attrs))
         self.study.add_trials(new)
 
+    def _recorded_metric(self, trial: Trial) -> Any:
+        """What the trial's metrics.json holds at the metric's key (anything, or None)."""
+        return (runfiles.read_json(trial.directory / runfiles.METRICS_FILE) or {}).get(self.metric_key)
+
     def _metric_value(self, trial: Trial) -> float | None:
         if self.metric_key is None:
             return None
-        value = (runfiles.read_json(trial.directory / runfiles.METRICS_FILE) or {}).get(self.metric_key)
+        value = self._recorded_metric(trial)
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def draws_left(self) -> int:
@@ -219,8 +223,7 @@ class SharedTrials:
         with self.lock:  # counting and asking as one step: launchers together draw `count`, not more
             if self.draws_left() <= 0:
                 return None
-            # Seeded by the study's size: a rerun, and each launcher of the sweep, draws a point of its own.
-            self.study.sampler = search.tpe_sampler(self.seed + len(self.study.trials))
+            search.reseed(self.study, self.seed)
             optuna_trial, _ = quietly(search.ask, self.study, self.space)
         self._stamp(self._internal_id(optuna_trial.number))
         trial_id = optuna_trial.user_attrs.get(TRIAL_ID)  # a retry queued since _take_waiting looked
@@ -259,8 +262,8 @@ class SharedTrials:
                 value = self._metric_value(trial)
                 if value is None and self.listed is None:
                     self._tell_failed(number, FAILED)
-                    found = (runfiles.read_json(trial.directory / runfiles.METRICS_FILE) or {}).get(self.metric_key)
-                    return f"its metrics.json has no number at {self.metric_key} ({found!r}): told Optuna it failed"
+                    return (f"its metrics.json has no number at {self.metric_key} ({self._recorded_metric(trial)!r}): "
+                            "told Optuna it failed")
                 self.storage.set_trial_user_attr(self._internal_id(number), OUTCOME, FINISHED)
                 if value is None:
                     self.study.tell(number, state=TrialState.PRUNED)

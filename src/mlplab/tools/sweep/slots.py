@@ -17,7 +17,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from mlplab.tools.sweep.spec import SweepError
+from mlplab.errors import SweepError
 
 # torch counts the GPUs in a process of its own: CUDA initialised in the launcher would make forking
 # its trials unsafe (warm.py).

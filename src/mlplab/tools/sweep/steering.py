@@ -15,16 +15,15 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import math
 import shlex
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from mlplab.tools.sweep.spec import HYDRA_KEYS_ALLOWED, SweepError, grid_assignments, validate_sweep
+from mlplab.errors import SweepError
+from mlplab.tools.sweep.spec import HYDRA_KEYS_ALLOWED, sets_hydra_machinery, validate_sweep
 
-SHOWN_VALUES = 6  # values listed per parameter in what --count selects
 
 
 def parse_override(text: str) -> Any:
@@ -42,8 +41,7 @@ def parse_override(text: str) -> Any:
 
 def check_not_hydras(text: str, key: str) -> None:
     """hydra.* keys are refused here as spec.check_hydra_key refuses them in a sweep file."""
-    bare = key.lstrip("+~")
-    if (bare == "hydra" or bare.startswith("hydra.")) and bare not in HYDRA_KEYS_ALLOWED:
+    if sets_hydra_machinery(key):
         raise SweepError(f"override {text!r} is not allowed: Hydra builds what hydra.* names before any check "
                          f"(allowed: {', '.join(HYDRA_KEYS_ALLOWED)}; choose a launcher with hydra/launcher=NAME)")
 
@@ -112,23 +110,3 @@ def saved_copy(sweep_file: Path, overrides: list[str], steered: dict[str, Any], 
               f"#    or: python -m mlplab.tools.sweep {shlex.quote(str(sweep_dir / 'sweep.yaml'))} --offline "
               f"--sweep-dir {shlex.quote(str(sweep_dir))}\n")
     return header + yaml.safe_dump(steered, sort_keys=False)
-
-
-def grid_count_note(parameters: dict[str, dict[str, Any]], count: int | None) -> str | None:
-    """What `--count` takes of a grid, when it takes less than all: which values of each parameter it covers."""
-    # Each parameter's grid points as the grid itself lists them (values, or a range's points).
-    choices = {name: [point[name] for point in grid_assignments({name: spec})] for name, spec in parameters.items()}
-    size = math.prod(len(values) for values in choices.values())
-    if count is None or count >= size:
-        return None
-    chosen = grid_assignments(parameters, count)
-    covered = []
-    for name, values in choices.items():
-        seen = [value for value in values if any(assignment[name] == value for assignment in chosen)]
-        shown = ", ".join(map(str, seen[:SHOWN_VALUES])) + (", ..." if len(seen) > SHOWN_VALUES else "")
-        covered.append(f"{name}: {len(seen)} of {len(values)} ({shown})")
-    varied = [name for name, values in choices.items() if len(values) > 1]
-    hint = f", e.g. {varied[-1]}={','.join(map(str, choices[varied[-1]][:2]))}" if varied else ""
-    return (f"--count {count} takes the first {count} of the grid's {size} trials (file order, the last parameter "
-            f"varies fastest): {'; '.join(covered)}. To compare every value in fewer trials, narrow a parameter "
-            f"instead{hint}")

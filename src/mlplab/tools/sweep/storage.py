@@ -26,7 +26,7 @@ from optuna.storages import BaseStorage, JournalStorage, RDBStorage, RetryHeartb
 from optuna.storages.journal import JournalFileBackend, JournalFileSymlinkLock
 
 from mlplab.run import records as runfiles
-from mlplab.tools.sweep.spec import SweepError
+from mlplab.errors import SweepError
 
 JOURNAL_FILE = "optuna.journal"
 

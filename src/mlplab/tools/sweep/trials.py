@@ -27,16 +27,18 @@ from typing import IO, Any
 
 from mlplab.run import records as runfiles
 from mlplab.run.overrides import override
-from mlplab.run.records import FAILED, FINISHED, INTERRUPTED, KILLED, RUNNING
+from mlplab.run.records import (FAILED, FINISHED, INTERRUPTED, INTERRUPTED_CHECKPOINT, KILLED, LAST_CHECKPOINT, RUNNING,
+                                checkpoint_path)
 from mlplab.run.failures import error_line
 from mlplab.tools.sweep.slots import Slot, slot_env
-from mlplab.tools.sweep.spec import ARGS_JSON_FILE, SweepError, Trial
+from mlplab.errors import SweepError
+from mlplab.tools.sweep.trial_commands import ARGS_JSON_FILE, Trial
 from mlplab.tools.sweep.warm import ForkedProcess, TrialStarter
 
 CRASHED = "crashed"
 OUTCOMES = (FINISHED, FAILED, CRASHED, INTERRUPTED)
 TRIAL_FILE, LOG_FILE, PREVIOUS_DIR = "trial.json", "trial.log", ".previous"
-RESUMABLE_CHECKPOINTS = ("last.ckpt", "interrupted.ckpt")
+RESUMABLE_CHECKPOINTS = (LAST_CHECKPOINT, INTERRUPTED_CHECKPOINT)
 
 
 def outcome_of(returncode: int | None, ended_by_launcher: bool, run_status: str | None) -> str:
@@ -97,7 +99,7 @@ def trial_alive(pid: int, directory: Path) -> bool:
 
 
 def resumable(directory: Path) -> bool:
-    return any((directory / runfiles.CHECKPOINTS_DIR / name).is_file() for name in RESUMABLE_CHECKPOINTS)
+    return any(checkpoint_path(directory, name).is_file() for name in RESUMABLE_CHECKPOINTS)
 
 
 def set_aside(directory: Path) -> None:

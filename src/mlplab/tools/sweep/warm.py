@@ -31,7 +31,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, NoReturn
 
-from mlplab.tools.sweep.processes import STOP_SIGNALS, parent_death_signal, start_process
+from mlplab.run.cli import STOP_SIGNALS
+from mlplab.tools.sweep.processes import parent_death_signal, start_process
 
 # What train.py and the run import; a forked trial finds them in sys.modules.
 WARM_MODULES = ("torch", "pytorch_lightning", "hydra", "omegaconf", "wandb", "torchmetrics", "mlplab.run.records",
