@@ -99,7 +99,7 @@ def test_unswept_and_unresolved_values_never_become_columns(tmp_path):
 
     write_report(tmp_path, tmp_path / "report.html", "test_acc")
     page, markdown = (tmp_path / "report.html").read_text(), (tmp_path / "report.md").read_text()
-    assert "${" not in page and "${" not in markdown
+    assert "${" not in without_code(page) and "${" not in markdown
     header = parse(page).rows["runs"][0]
     assert header[:4] == ["#", "run", "activation", "seed"]
 
@@ -152,7 +152,7 @@ def test_the_page_comes_from_the_template(tmp_path):
     edited = report_html.report_html(tmp_path, frame, runs, "test_acc", False, template_dir=templates)
     assert "<p id=marker>edited test_acc</p>" in edited
     shipped = report_html.report_html(tmp_path, frame, runs, "test_acc", False)
-    assert "marker" not in shipped and [row[1] for row in parse(shipped).rows["runs"][1:]] == ["a", "b"]
+    assert "<p id=marker>" not in shipped and [row[1] for row in parse(shipped).rows["runs"][1:]] == ["a", "b"]
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -229,6 +229,7 @@ class PageParser(HTMLParser):
         self.rows: dict[str, list[list[str]]] = {}
         self.headers: dict[str, list[str]] = {}
         self.images: list[dict[str, str]] = []
+        self.charts: list[str] = []
         self.external: list[str] = []
         self._cell: list[str] | None = None
 
@@ -242,8 +243,11 @@ class PageParser(HTMLParser):
             self._cell = []
         elif tag == "img":
             self.images.append(attributes)
-        if tag in ("script", "link", "iframe") or any(re.match(r"(https?:)?//", attributes.get(name, ""))
-                                                      for name in ("src", "href")):
+        elif tag == "div" and "chart" in attributes.get("class", "").split():
+            self.charts.append(attributes.get("data-title", ""))
+        # plotly.js and the page's glue are inlined; nothing may be fetched from elsewhere.
+        fetches = tag in ("script", "link", "iframe") and ("src" in attributes or "href" in attributes)
+        if fetches or any(re.match(r"(https?:)?//", attributes.get(name, "")) for name in ("src", "href")):
             self.external.append(f"<{tag} {attributes}>")
 
     def handle_data(self, data: str) -> None:
@@ -258,6 +262,12 @@ class PageParser(HTMLParser):
             self.table_id = None
 
 
+def without_code(page: str) -> str:
+    """The page without its inlined JavaScript (plotly.js holds `${` of its own); data, text and the
+    charts' figure JSON kept."""
+    return re.sub(r"<script>.*?</script>", "", page, flags=re.DOTALL)
+
+
 def parse(page: str) -> PageParser:
     parser = PageParser()
     parser.feed(page)
@@ -265,8 +275,13 @@ def parse(page: str) -> PageParser:
 
 
 def check_page(page: PageParser, runs_dir: Path) -> None:
-    """What a reader relies on: one row per run, best first, swept columns, embedded charts, failed trials."""
-    header, *rows = page.rows["runs"]
+    """What a reader relies on: one row per run, the finished ones best first, swept columns, the
+    failed ones marked as such, embedded charts, failed trials with their error."""
+    header, *every_row = page.rows["runs"]
+    statuses = {row[1]: row[header.index("status")] for row in every_row}
+    assert statuses == {**{f"sweep/run{i}": "finished" for i in range(len(RUNS))},
+                        "crashed": "failed", "diverged": "failed", "failed_trial": "failed"}
+    rows = every_row[:len(RUNS)]
     assert len(rows) == len(RUNS)
     assert [name for name in header if name in SWEPT] == list(SWEPT)
     metrics = {f"sweep/run{i}": json.loads((runs_dir / "sweep" / f"run{i}" / "metrics.json").read_text())
@@ -294,10 +309,10 @@ def check_page(page: PageParser, runs_dir: Path) -> None:
     assert failed["failed_trial"][3].startswith("exit 1 · ")
     assert "dropout.p=1.5 is not allowed" in failed["failed_trial"][3]
 
-    charts = [image for image in page.images if " of sweep/run" not in image["alt"]]
-    assert all(image["src"].startswith("data:image/png;base64,") for image in charts)  # drawn for the page
-    assert {"test_acc by activation", "test_acc by seed", "learning curves"} <= {image["alt"] for image in charts}
-    assert len(charts) >= len(SWEPT) + 1
+    # Drawn for the page: every image on it is a run's own figure, every chart a Plotly figure of the page.
+    assert all(" of sweep/run" in image["alt"] for image in page.images)
+    assert {"test_acc by activation", "test_acc by seed", "learning curves"} <= set(page.charts)
+    assert len(page.charts) >= len(SWEPT) + 1
     saved_figures = [path for name in ("weights.png", "confusion_matrix.png")
                      for path in runs_dir.glob(f"sweep/*/figures/{name}")]
     assert len(saved_figures) == 8  # every run drew both
@@ -321,7 +336,9 @@ def test_report_ranks_losses_lowest_first_into_out(runs_dir, tmp_path):
     result = run_report(str(runs_dir), "--smoke", "--metric", "test_loss", "--out", str(tmp_path / "loss.html"))
     assert result.returncode == 0, result.stderr[-3000:]
     header, *rows = parse((tmp_path / "loss.html").read_text()).rows["runs"]
-    losses = [float(row[header.index("test_loss")]) for row in rows]
+    finished = [row for row in rows if row[header.index("status")] == "finished"]
+    assert len(finished) == len(RUNS) and rows[:len(RUNS)] == finished  # ranked first, the failed after
+    losses = [float(row[header.index("test_loss")]) for row in finished]
     assert losses == sorted(losses) and (tmp_path / "loss.md").is_file()
 
 

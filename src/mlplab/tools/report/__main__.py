@@ -1,7 +1,8 @@
-"""`python -m mlplab.tools.report DIR [options]`: the command line of the report.
+"""`python -m mlplab.tools.report DIR [DIR ...] [options]`: the command line of the report.
 
-Exit status 0 when the report was written, 1 with one line `error: ...` when it could not be
-(DIR missing or without runs, a metric no run recorded, an unwritable --out), 2 for bad options.
+Exit status 0 when the report was written (with --watch: once nothing runs any more), 1 with one
+line `error: ...` when it could not be (a DIR missing or without runs, a metric no run recorded, an
+unwritable --out), 2 for bad options, 130 when --watch is stopped by Ctrl-C.
 """
 
 from __future__ import annotations
@@ -13,32 +14,82 @@ from pathlib import Path
 
 from mlplab.errors import UserError
 from mlplab.tools.report import __doc__ as package_doc
-from mlplab.tools.report import write_report
+from mlplab.tools.report import MAX_POINTS, Written, write_report
+from mlplab.tools.report.watch import watch
+
+WATCH_SECONDS = 30
+
+
+def whole_number(minimum: int, example: str):
+    """An argparse type: a whole number >= minimum, else one line naming the value and an example."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}, e.g. {example}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlplab.tools.report", description=package_doc.split("\n\n")[0])
-    parser.add_argument("dir", type=Path, help="folder searched recursively for run directories (holding metrics.json)")
-    parser.add_argument("--metric", default="test_acc", help="metrics.json key to rank runs by (default test_acc)")
+    parser.add_argument("dirs", type=Path, nargs="+", metavar="DIR",
+                        help="folder searched recursively for run directories (a sweep dir, outputs/, one run); "
+                             "several are compared on one page")
+    parser.add_argument("--metric", help="metrics.json key to rank runs by (default: a sweep dir's own metric, "
+                                         "e.g. val_acc_best for val/acc, else test_acc)")
     parser.add_argument("--out", type=Path,
-                        help="HTML file to write (default DIR/report.html); the Markdown table goes next to it (.md)")
+                        help="HTML file to write (default DIR/report.html, ./report.html for several DIRs); "
+                             "the Markdown table goes next to it (.md)")
     parser.add_argument("--smoke", action="store_true",
                         help="rank smoke checks too (runs with fast_dev_run or limit_*_batches, e.g. +experiment=smoke): "
                              "for a quick try of the tools; by default they are listed as smoke checks, never ranked")
+    parser.add_argument("--watch", action="store_true",
+                        help="rewrite the page every --every seconds while any run is running, the page reloading "
+                             "itself meanwhile; stop when none runs")
+    parser.add_argument("--every", type=whole_number(1, "--every 30"), default=WATCH_SECONDS, metavar="SECONDS",
+                        help=f"with --watch: seconds between pages (default {WATCH_SECONDS})")
+    parser.add_argument("--points", type=whole_number(2, "--points 100"), default=MAX_POINTS, metavar="N",
+                        help=f"at most N points per curve on the page (default {MAX_POINTS}): bounds its size for "
+                             "hundreds of runs")
     order = parser.add_mutually_exclusive_group()
     order.add_argument("--lower-is-better", dest="minimize", action="store_true", default=None,
-                       help="rank ascending (default: ascending only for losses, errors and seconds)")
+                       help="rank ascending (default: the sweep's goal; else ascending only for losses, errors "
+                            "and seconds)")
     order.add_argument("--higher-is-better", dest="minimize", action="store_false", default=None)
     return parser.parse_args(argv)
 
 
+def report_once(args: argparse.Namespace) -> Written:
+    roots = [path.resolve() for path in args.dirs]
+    out = args.out or (roots[0] / "report.html" if len(roots) == 1 else Path("report.html").resolve())
+    return write_report(roots, out, args.metric, args.minimize, args.smoke,
+                        refresh=args.every if args.watch else None, max_points=args.points)
+
+
+def summary(written: Written) -> str:
+    return (f"{written.finished} runs, {written.unfinished} failed, unfinished or smoke checks "
+            f"-> {written.html} and {written.markdown}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    root = args.dir.resolve()
-    out = args.out or root / "report.html"
     try:
-        html_path, markdown_path, finished, unfinished = write_report(root, out, args.metric, args.minimize,
-                                                                   args.smoke)
+        if not args.watch:
+            print(summary(report_once(args)))
+            return 0
+        def tell(written: Written) -> None:
+            still = f"; {written.running} running, next page in {args.every} s" if written.running else ""
+            print(summary(written) + still, flush=True)
+
+        status = watch(lambda: report_once(args), args.every, tell)
+        if status != 0:
+            print("stopped watching: the page is the last one written, whole", file=sys.stderr)
+        return status
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
@@ -47,8 +98,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error.strerror or error}{where}: check that DIR is readable and --out writable",
               file=sys.stderr)
         return 1
-    print(f"{finished} runs, {unfinished} failed, unfinished or smoke checks -> {html_path} and {markdown_path}")
-    return 0
 
 
 if __name__ == "__main__":

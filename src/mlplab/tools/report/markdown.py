@@ -21,7 +21,7 @@ def markdown_table(table: pd.DataFrame) -> str:
                       *(line(list(row)) for row in table.itertuples(index=False))])
 
 
-def report_markdown(root: Path, frame: pd.DataFrame, runs: pd.DataFrame, metric: str, minimize: bool) -> str:
+def report_markdown(root: Path | str, frame: pd.DataFrame, runs: pd.DataFrame, metric: str, minimize: bool) -> str:
     """Runs best first, the summary per configuration and the failed runs. `frame` holds every run,
     `runs` the finished ones best first."""
     swept = list(frame.attrs["swept"])

@@ -1,15 +1,19 @@
-"""Run directories under a folder, loaded into one pandas DataFrame with one row per run.
+"""Run directories under a folder (or several, compared on one page), loaded into one pandas
+DataFrame with one row per run.
 
-Columns: `label` (the directory relative to the folder), `path`, `status` (the sweep's trial.json
-outcome, else train.py's status.json, else whether metrics.json is there), `detail` (for runs
-without a result: exit code and the real error, error.log's last line first), `overrides` (as typed), every scalar of
-metrics.json, and one column per swept parameter. `frame.attrs["swept"]` names those parameter
-columns (seed last) and `frame.attrs["common"]` the overrides every finished run shares.
+Columns: `label` (the directory relative to the folder, after the folder's name when there are
+several), `path`, `status` (the sweep's trial.json outcome, else train.py's status.json, else
+whether metrics.json is there), `detail` (for runs without a result: exit code and the real error,
+error.log's last line first), `overrides` (as typed), every scalar of metrics.json, and one column
+per swept parameter, filled for every run (the running and failed ones too). `frame.attrs["swept"]`
+names those parameter columns (seed last) and `frame.attrs["common"]` the overrides every finished
+run shares.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -170,14 +174,20 @@ def add_params(frame: pd.DataFrame) -> pd.DataFrame:
     UNKNOWN rather than the raw interpolation, so neither can show up as a swept column.
     """
     finished = frame[frame["status"] == FINISHED]
-    keys = sorted({key for overrides in finished["_overrides"] for key in overrides})
-    sources = [config_sources(Path(path)) for path in finished["path"]]
-    values = {key: [cell_value(param_value(key, overrides, run_sources))
-                    for overrides, run_sources in zip(finished["_overrides"], sources)] for key in keys}
-    swept = [key for key in keys if len({value_key(value) for value in values[key] if not is_unknown(value)}) > 1]
+    # While a sweep's first trials still run, what differs between them is what it sweeps.
+    compared = finished if len(finished) else frame
+    keys = sorted({key for overrides in compared["_overrides"] for key in overrides})
+    sources = [config_sources(Path(path)) for path in frame["path"]]
+    # Every run's values, so that running and failed runs show theirs too; only the compared runs'
+    # decide what is swept.
+    values = {key: pd.Series([cell_value(param_value(key, overrides, run_sources))
+                              for overrides, run_sources in zip(frame["_overrides"], sources)],
+                             index=frame.index, dtype=object) for key in keys}
+    swept = [key for key in keys
+             if len({value_key(value) for value in values[key][compared.index] if not is_unknown(value)}) > 1]
     swept.sort(key=lambda key: (is_seed_key(key), key))
     for key in swept:
-        frame[key] = pd.Series(values[key], index=finished.index, dtype=object)
+        frame[key] = values[key]
     shared = set.intersection(*(set(overrides) for overrides in finished["_overrides"])) if len(finished) else set()
     common = [finished["_overrides"].iloc[0][key][1] for key in sorted(shared - set(swept))
               if len({value_key(overrides[key][0]) for overrides in finished["_overrides"]}) == 1]
@@ -194,29 +204,30 @@ def is_seed_key(key: str) -> bool:
     return key == "seed" or key.endswith(".seed")
 
 
-def load_runs(root: Path, smoke: bool = False) -> pd.DataFrame:
-    """Every run under root, finished or not, as one DataFrame (see the module docstring)."""
-    rows = [row for run_dir in find_run_dirs(root) if (row := read_run(run_dir, root, smoke)) is not None]
+def source_names(roots: Sequence[Path]) -> list[str]:
+    """What the labels of each root's runs start with when several are compared: the folder's name,
+    or its whole path where two share a name; nothing for a single root."""
+    if len(roots) == 1:
+        return [""]
+    names = [root.name for root in roots]
+    return [name if names.count(name) == 1 else str(root) for name, root in zip(names, roots)]
+
+
+def load_runs(roots: Path | Sequence[Path], smoke: bool = False) -> pd.DataFrame:
+    """Every run under the root (or roots, compared on one page), finished or not, as one DataFrame
+    (see the module docstring)."""
+    roots = [roots] if isinstance(roots, Path) else list(roots)
+    rows = []
+    for root, source in zip(roots, source_names(roots)):
+        for run_dir in find_run_dirs(root):
+            if (row := read_run(run_dir, root, smoke)) is None:
+                continue
+            if source:
+                row["label"] = source if run_dir == root else f"{source}/{row['label']}"
+            rows.append(row)
     frame = pd.DataFrame(rows, columns=None if rows else ["label", "path", "status", "overrides", "detail",
                                                           "_overrides"])
     return add_params(frame)
-
-
-def read_curves(run_dir: Path) -> dict[str, list[tuple[float, float]]]:
-    """From csv/metrics.csv: val/acc by epoch and train/loss by step (per interval, else per epoch)."""
-    try:
-        logged = pd.read_csv(Path(run_dir) / METRICS_CSV)
-    except (OSError, ValueError):
-        return {}
-
-    def series(column: str, x_column: str) -> list[tuple[float, float]]:
-        if column not in logged or x_column not in logged:
-            return []
-        points = logged[[x_column, column]].dropna()
-        return list(zip(points[x_column].astype(float), points[column].astype(float)))
-
-    return {"val/acc": series("val/acc", "epoch"),
-            "train/loss": series("train/loss", "step") or series("train/loss_epoch", "step")}
 
 
 def final_statistics(run_dir: Path, epochs: Any) -> dict[str, float]:

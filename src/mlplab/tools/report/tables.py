@@ -90,7 +90,12 @@ def config_keys(swept: Sequence[str]) -> list[str]:
 def summarize(runs: pd.DataFrame, swept: Sequence[str], metric: str, minimize: bool) -> pd.DataFrame:
     """Per configuration: count, mean, std, min, max of the metric and the 95 % interval of the mean;
     best mean first."""
-    keys = config_keys(swept)
+    return aggregate(runs, config_keys(swept), metric, minimize)
+
+
+def aggregate(runs: pd.DataFrame, keys: Sequence[str], metric: str, minimize: bool) -> pd.DataFrame:
+    """`summarize` grouped by `keys` as given (a seed key too: the spread of one swept value)."""
+    keys = list(keys)
     scored = runs.assign(_score=metric_values(runs, metric)).dropna(subset="_score")
     if keys:
         groups = scored.groupby(keys, dropna=False, sort=False)["_score"]
@@ -143,6 +148,16 @@ def runs_table(runs: pd.DataFrame, swept: Sequence[str], metric: str) -> pd.Data
     for name in table_columns(metric):
         values = runs[name] if name in runs else [None] * len(runs)
         table[name] = [format_metric(name, value) for value in values]
+    return table
+
+
+def page_runs_table(frame: pd.DataFrame, ranked: pd.DataFrame, swept: Sequence[str], metric: str) -> pd.DataFrame:
+    """The page's table of every run: the ranked finished ones as in `runs_table`, then the others
+    (running, failed, smoke checks) unranked; a status column last, to sort and filter by."""
+    others = frame[frame["status"] != FINISHED]
+    table = runs_table(pd.concat([ranked, others]), swept, metric)
+    table.loc[len(ranked):, "#"] = MISSING
+    table["status"] = [*ranked["status"], *others["status"]]
     return table
 
 
