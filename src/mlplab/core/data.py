@@ -179,7 +179,8 @@ class DeviceBatches:
 
     batch_sampler = None
 
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int, sampler: ShardedPermutation) -> None:
+    def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+                 sampler: ShardedPermutation) -> None:
         self.images, self.labels, self.batch_size, self.sampler = images, labels, batch_size, sampler
 
     @property

@@ -58,6 +58,7 @@ class FastClassifier(MLPClassifier):
 
     def optimizer_options(self, optimizer: OptimizerFactory) -> dict[str, Any]:
         options = super().optimizer_options(optimizer)
-        if self.uses_cuda_graph() and "capturable" in inspect.signature(getattr(optimizer, "func", optimizer)).parameters:
+        takes = inspect.signature(getattr(optimizer, "func", optimizer)).parameters
+        if self.uses_cuda_graph() and "capturable" in takes:
             options["capturable"] = True  # the step count stays on the GPU, where a graph can update it
         return options

@@ -17,6 +17,7 @@ import yaml
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mlplab.core.classifier import L2_MODES
 from mlplab.core.data import NORMALIZE_MODES
 from mlplab.core.model import INITS
 from mlplab.errors import ConfigError
@@ -25,7 +26,6 @@ from mlplab.run.loggers import check_wandb_environment
 from mlplab.run.preflight import check_builds, check_memory
 from mlplab.run.targets import check_targets
 
-L2_MODES = ("none", "penalty", "decoupled")
 DECOUPLED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
 GPU_ACCELERATORS = ("gpu", "cuda")
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
@@ -311,8 +311,9 @@ def check_callbacks(cfg: DictConfig) -> None:
 # Targets first (nothing may be built before they pass); the builds and the memory estimate last,
 # once every value they read is known to be in range.
 CHECKS: tuple[Callable[[DictConfig], None], ...] = (
-    check_targets_of_config, check_fastpath, check_callbacks, check_run, check_model, check_norm, check_data, check_augment, check_optimization,
-    check_trainer, check_trainer_arguments, check_combinations, check_wandb_environment, check_memory, check_builds,
+    check_targets_of_config, check_fastpath, check_callbacks, check_run, check_model, check_norm, check_data,
+    check_augment, check_optimization, check_trainer, check_trainer_arguments, check_combinations,
+    check_wandb_environment, check_memory, check_builds,
 )
 
 
