@@ -35,6 +35,7 @@ CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver"
 BROWSER_FLAGS = ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000",
                  "--enable-unsafe-swiftshader", "--use-angle=swiftshader")
 DROPOUTS, SEEDS = (0.0, 0.2), (1, 2)
+RUNS_TITLE = "runs (click to show)"  # the legend's title above the runs' entries
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,12 +104,17 @@ def filter_box(browser, table: str, name: str):
 
 
 def curves(browser) -> dict:
-    """What the curves chart shows now: its title, y axis and the names of its visible and hidden traces."""
+    """What the curves chart shows now: its title, y axis, the names of its visible lines (means and
+    runs shown), of its hidden runs, and the text of its legend's entries (its title for the runs apart)."""
     return browser.execute_script("""
         const chart = document.getElementById('curves');
+        const run = t => t.showlegend === false && t.fill !== 'toself';
         return {title: chart.layout.title.text, y: chart.layout.yaxis.title.text,
-                shown: chart.data.filter(t => t.visible !== 'legendonly' && t.fill !== 'toself').map(t => t.name),
-                hidden: chart.data.filter(t => t.visible === 'legendonly').map(t => t.name)};""")
+                shown: chart.data.filter(t => t.visible !== 'legendonly' && t.fill !== 'toself'
+                                              && !(t.x.length === 1 && t.x[0] === null)).map(t => t.name),
+                hidden: chart.data.filter(t => t.visible === 'legendonly' && run(t)).map(t => t.name),
+                legend: Array.from(chart.querySelectorAll('.legend .traces .legendtext')).map(e => e.textContent)
+                    .filter(text => text !== arguments[0])};""", RUNS_TITLE)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,6 +179,10 @@ def test_a_sweeps_page_sorts_filters_and_switches_the_metric_in_chromium(browser
     shown = curves(browser)
     assert shown["y"] == "val/acc" and sorted(shown["shown"]) == [f"dropout.p={p}" for p in DROPOUTS]
     assert len(shown["hidden"]) == 4
+    assert sorted(shown["legend"]) == sorted([f"dropout.p={p}" for p in DROPOUTS]
+                                             + [f"dropout.p={p} · 2 runs" for p in DROPOUTS])
+    # Seeds are repeats of a configuration, not a parameter.
+    assert "Swept: dropout.p; 2 seeds per configuration." in browser.find_element(By.TAG_NAME, "body").text
     Select(browser.find_element("id", "curve-metric")).select_by_visible_text("train/loss")
     assert wait_until(lambda: curves(browser)["y"] == "train/loss", 10)
     assert curves(browser)["title"] == "train/loss by step" and len(curves(browser)["hidden"]) == 4
@@ -185,7 +195,8 @@ def test_a_sweeps_page_sorts_filters_and_switches_the_metric_in_chromium(browser
     assert browser.execute_script("return document.querySelectorAll('#parallel .parcoords').length") == 1
     effects = browser.execute_script(
         "return Array.from(document.querySelectorAll('.effects .chart')).map(chart => chart.dataset.title)")
-    assert effects == ["val_acc_best by dropout.p", "val_acc_best by seed"]
+    assert effects == ["val_acc_best by dropout.p"]
+    assert parallel_axes(browser) == ["dropout.p", "val_acc_best"]
 
     # A run's weights load only when its figures are opened.
     image = browser.find_element("css selector", "details.run img")
@@ -195,6 +206,10 @@ def test_a_sweeps_page_sorts_filters_and_switches_the_metric_in_chromium(browser
 
     screenshot = tmp_path / "dashboard.png"
     assert browser.save_screenshot(str(screenshot)) and screenshot.stat().st_size > 10_000
+
+
+def parallel_axes(browser) -> list[str]:
+    return browser.execute_script("return document.getElementById('parallel').data[0].dimensions.map(d => d.label)")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -282,7 +297,7 @@ def test_curves_are_thinned_and_averaged_over_seeds(tmp_path):
     loss = figures["train/loss"]
     assert all(len(decoded(trace["x"])) <= 2 * MAX_POINTS for trace in loss)  # a band: its upper and lower edge
     mean = next(trace for trace in loss if trace["name"] == "all runs")
-    members = [trace for trace in loss if trace.get("visible") == "legendonly"]
+    members = [trace for trace in loss if trace.get("visible") == "legendonly" and trace.get("showlegend") is False]
     assert len(members) == 3 and all(len(decoded(trace["x"])) == MAX_POINTS for trace in members)
     assert decoded(mean["x"])[[0, -1]].tolist() == decoded(members[0]["x"])[[0, -1]].tolist() == [1, 5000]
     # The mean of the three seeds' losses (scaled 2.0, 2.1, 2.2) at the first and last step, from the full curves.
@@ -292,6 +307,90 @@ def test_curves_are_thinned_and_averaged_over_seeds(tmp_path):
     page = (tmp_path / "report.html").read_text()
     loss = next(figure for figure in curve_figures(page) if figure["layout"]["yaxis"]["title"]["text"] == "train/loss")
     assert max(len(decoded(trace["x"])) for trace in loss["data"] if trace.get("fill") != "toself") == 10
+
+
+ACTIVATIONS, RATES, MANY_SEEDS = ("relu", "gelu", "tanh", "elu", "silu"), (0.1, 0.01), (1, 2, 3, 4, 5)
+GRID = [(activation, lr, seed) for activation in ACTIVATIONS for lr in RATES for seed in MANY_SEEDS]
+
+
+@pytest.fixture(scope="module")
+def fifty_runs(tmp_path_factory) -> Path:
+    """The page of a fabricated 50-run sweep: 5 activations x 2 learning rates x 5 seeds, 2 epochs, 6 steps
+    (few enough epochs and steps that Plotly's own ticks would fall between them)."""
+    root = tmp_path_factory.mktemp("fifty")
+    for index, (activation, lr, seed) in enumerate(GRID):
+        fabricated_run(root / f"{index:02d}", {"activation": activation, "optimizer.lr": lr, "seed": seed},
+                       {"test_acc": 0.9 + lr - seed / 1000, "val_acc_best": 0.9}, steps=6, loss_scale=1 + seed / 10)
+    write_report(root, root / "report.html")
+    return root / "report.html"
+
+
+def config_name(activation: str, lr: float) -> str:
+    return f"activation={activation} optimizer.lr={lr}"
+
+
+@pytest.mark.slow
+def test_seeds_are_grouped_never_a_parameter_in_chromium(browser, fifty_runs):
+    open_page(browser, fifty_runs)
+    assert "Swept: activation, optimizer.lr; 5 seeds per configuration." in browser.find_element(By.TAG_NAME,
+                                                                                                 "body").text
+    effects = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.effects .chart')).map(chart => chart.dataset.title)")
+    assert effects == ["test_acc by activation", "test_acc by optimizer.lr"]
+    assert parallel_axes(browser) == ["activation", "optimizer.lr", "test_acc"]
+    assert len(column(browser, "summary", "runs")) == len(ACTIVATIONS) * len(RATES)
+
+
+def x_ticks(browser) -> list[str]:
+    return browser.execute_script(
+        "return Array.from(document.querySelectorAll('#curves .xtick text')).map(tick => tick.textContent)")
+
+
+@pytest.mark.slow
+def test_epochs_and_steps_are_ticked_on_whole_numbers_in_chromium(browser, fifty_runs):
+    open_page(browser, fifty_runs)
+    for metric, x_name in (("val/acc", "epoch"), ("train/loss", "step")):
+        Select(browser.find_element("id", "curve-metric")).select_by_visible_text(metric)
+        assert wait_until(lambda: curves(browser)["title"] == f"{metric} by {x_name}", 10)
+        # Zoomed in to less than one epoch or step too, no tick falls between two.
+        for zoom in (None, [0.1, 1.9]):
+            if zoom:
+                browser.execute_script("Plotly.relayout('curves', {'xaxis.range': arguments[0]})", zoom)
+            ticks = x_ticks(browser)
+            assert len(ticks) >= 1 and all(tick.isdigit() for tick in ticks), (metric, zoom, ticks)
+        assert "1" in x_ticks(browser)
+
+
+def click_legend(browser, text: str) -> None:
+    entry = next(entry for entry in browser.find_elements(By.CSS_SELECTOR, "#curves .legend .traces")
+                 if entry.find_element(By.CSS_SELECTOR, ".legendtext").text == text)
+    entry.find_element(By.CSS_SELECTOR, ".legendtoggle").click()
+
+
+@pytest.mark.slow
+def test_a_50_run_sweep_has_two_legend_entries_per_configuration_in_chromium(browser, fifty_runs):
+    configurations = len(ACTIVATIONS) * len(RATES)
+    for figure in curve_figures(fifty_runs.read_text()):
+        assert sum(trace.get("showlegend") is not False for trace in figure["data"]) <= 2 * configurations
+    open_page(browser, fifty_runs)
+    legend = curves(browser)["legend"]
+    assert len(legend) == 2 * configurations and len(curves(browser)["hidden"]) == 50
+    names = [config_name(activation, lr) for activation in ACTIVATIONS for lr in RATES]
+    assert sorted(legend) == sorted(names + [f"{name} · 5 runs" for name in names])
+    # One configuration's runs on demand: a click on its runs entry shows them, and only them.
+    first = f"{config_name(ACTIVATIONS[0], RATES[0])} · 5 runs"
+    click_legend(browser, first)
+    assert wait_until(lambda: len(curves(browser)["hidden"]) == 45, 10)
+    members = browser.execute_script("""const chart = document.getElementById('curves');
+        return chart.data.filter(t => t.showlegend === false && t.visible === true).map(t => t.name)""")
+    assert sorted(members) == [f"{index:02d}" for index, (activation, lr, _) in enumerate(GRID)
+                               if (activation, lr) == (ACTIVATIONS[0], RATES[0])]
+    click_legend(browser, first)
+    assert wait_until(lambda: len(curves(browser)["hidden"]) == 50, 10)
+    # Every run at once: the buttons.
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#curves .updatemenu-button")
+    next(button for button in buttons if button.text == "runs shown").click()
+    assert wait_until(lambda: curves(browser)["hidden"] == [] and len(curves(browser)["shown"]) == 60, 10)
 
 
 def watched(tmp_path: Path) -> tuple[Path, subprocess.Popen]:

@@ -133,6 +133,19 @@ def test_intervals_match_a_hand_computed_table():
     assert table.loc[2, "95 % interval of the mean"] == "—"
 
 
+@pytest.mark.parametrize(("runs", "swept", "text"), [
+    ([("relu", 1), ("relu", 2), ("gelu", 1), ("gelu", 2)], SWEPT, "activation; 2 seeds per configuration"),
+    ([("relu", 1), ("relu", 2), ("relu", 3), ("gelu", 1)], SWEPT, "activation; 1–3 seeds per configuration"),
+    ([("relu", 1), ("relu", 1), ("gelu", 1)], ["activation"], "activation"),
+    ([("relu", 1), ("relu", 2)], ["seed"], "no parameter; 2 seeds per configuration"),
+    ([("relu", 1), ("relu", 2)], ["data.seed"], "no parameter; 2 seeds per configuration"),
+    ([("relu", math.nan), ("relu", 2)], SWEPT, "activation; 2 seeds per configuration"),  # an unknown seed
+])
+def test_the_swept_line_names_parameters_and_groups_seeds(runs, swept, text):
+    frame = pd.DataFrame([{"activation": activation, "seed": seed, "data.seed": seed} for activation, seed in runs])
+    assert tables.swept_text(frame, swept) == text
+
+
 @pytest.mark.parametrize(("degrees", "quantile"), [(1, 12.706205), (2, 4.302653), (10, 2.228139),
                                                    (30, 2.042272), (40, 2.021075), (100, 1.983972)])
 def test_t_quantile_without_scipy(degrees, quantile, monkeypatch):
@@ -231,6 +244,7 @@ class PageParser(HTMLParser):
         self.images: list[dict[str, str]] = []
         self.charts: list[str] = []
         self.external: list[str] = []
+        self.text = ""  # every text of the page, its white space collapsed
         self._cell: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
@@ -251,6 +265,7 @@ class PageParser(HTMLParser):
             self.external.append(f"<{tag} {attributes}>")
 
     def handle_data(self, data: str) -> None:
+        self.text += " ".join(data.split()) + " " if data.strip() else ""
         if self._cell is not None:
             self._cell.append(data)
 
@@ -277,6 +292,7 @@ def parse(page: str) -> PageParser:
 def check_page(page: PageParser, runs_dir: Path) -> None:
     """What a reader relies on: one row per run, the finished ones best first, swept columns, the
     failed ones marked as such, embedded charts, failed trials with their error."""
+    assert "Swept: activation; 2 seeds per configuration." in page.text
     header, *every_row = page.rows["runs"]
     statuses = {row[1]: row[header.index("status")] for row in every_row}
     assert statuses == {**{f"sweep/run{i}": "finished" for i in range(len(RUNS))},
@@ -311,8 +327,9 @@ def check_page(page: PageParser, runs_dir: Path) -> None:
 
     # Drawn for the page: every image on it is a run's own figure, every chart a Plotly figure of the page.
     assert all(" of sweep/run" in image["alt"] for image in page.images)
-    assert {"test_acc by activation", "test_acc by seed", "learning curves"} <= set(page.charts)
-    assert len(page.charts) >= len(SWEPT) + 1
+    # A seed is a repeat of a configuration, never a parameter with an effect of its own.
+    assert {"test_acc by activation", "learning curves", "parallel coordinates"} <= set(page.charts)
+    assert not any(title.endswith(" by seed") for title in page.charts)
     saved_figures = [path for name in ("weights.png", "confusion_matrix.png")
                      for path in runs_dir.glob(f"sweep/*/figures/{name}")]
     assert len(saved_figures) == 8  # every run drew both

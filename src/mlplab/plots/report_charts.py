@@ -1,6 +1,6 @@
 """The report page's charts, as Plotly figures: one logged metric's curves per configuration (mean
-with a band over seeds, each run on demand), a metric against each swept value with its interval,
-and the swept parameters against the metric in parallel coordinates.
+with a band over seeds, its runs on demand behind one legend entry), a metric against each swept
+value with its interval, and the swept parameters against the metric in parallel coordinates.
 
 Callers pass plain data (arrays, labels) and get a `plotly.graph_objects.Figure`; the page embeds
 its JSON. Arrays go in as float32, which Plotly encodes as base64: half the bytes of float64 and a
@@ -49,34 +49,68 @@ class CurveGroup:
     members: list[tuple[str, Sequence[float], Sequence[float], str]] = field(default_factory=list)
 
 
+def whole_number_ticks(values: Sequence[np.ndarray]) -> dict:
+    """Axis settings that put ticks on whole numbers only: epochs and steps have no 0.5. Plotly's
+    automatic ticks split a range of a few epochs into halves; a whole-number step of 1, 2 or 5
+    times a power of ten, about 8 ticks over the data, keeps them whole when zoomed in too."""
+    finite = np.concatenate([np.asarray(array, dtype=float).ravel() for array in values] or [np.zeros(1)])
+    finite = finite[np.isfinite(finite)]
+    span = float(finite.max() - finite.min()) if finite.size else 0.0
+    wanted = max(span / 8, 1.0)
+    power = 10.0 ** np.floor(np.log10(wanted))
+    step = next(factor * power for factor in (1, 2, 5, 10) if factor * power >= wanted)
+    return dict(tickmode="linear", tick0=0, dtick=int(step), tickformat="d")
+
+
+def _band(figure: go.Figure, group: CurveGroup, colour: str, legend_group: str) -> None:
+    """The area of ± one std around the group's mean, toggled with its mean."""
+    upper = np.asarray(group.mean) + np.asarray(group.std)
+    lower = np.asarray(group.mean) - np.asarray(group.std)
+    figure.add_scatter(x=_float32(np.concatenate([group.x, group.x[::-1]])),
+                       y=_float32(np.concatenate([upper, lower[::-1]])), mode="lines", fill="toself",
+                       fillcolor=_rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
+                       legendgroup=legend_group, showlegend=False, name=f"{group.label} ± std")
+
+
+def _members(figure: go.Figure, group: CurveGroup, colour: str, legend_group: str, first: bool) -> list[int]:
+    """The group's runs, hidden, behind one legend entry of their own: a click on it shows or hides
+    them all, so that 50 runs make one entry per configuration, not 50. The entry is a trace of one
+    empty point (Plotly drops a trace of none from the legend); the runs keep their names for the
+    hover. Returns the indices of the traces."""
+    count = len(group.members)
+    title = dict(legendgrouptitle_text="runs (click to show)") if first else {}
+    indices = [len(figure.data)]
+    figure.add_scatter(x=[None], y=[None], mode="lines", name=f"{group.label} · {count} run{'s' * (count != 1)}",
+                       visible="legendonly", legendgroup=legend_group, legendrank=2000, hoverinfo="skip",
+                       line=dict(color=colour, width=1), **title)
+    for run, x, y, status in group.members:
+        indices.append(len(figure.data))
+        figure.add_scatter(x=_float32(x), y=_float32(y), mode="lines", name=run, visible="legendonly",
+                           legendgroup=legend_group, showlegend=False, hovertemplate=MEMBER_HOVER,
+                           line=dict(color=colour, width=1, dash="solid" if status == "finished" else "dot"))
+    return indices
+
+
 def curves_figure(metric: str, x_name: str, groups: Sequence[CurveGroup]) -> go.Figure:
-    """The metric against x_name: per configuration its mean, a band of ± one std over seeds, and
-    its runs hidden until asked for (legend, or the `runs` buttons)."""
+    """The metric against x_name (epoch or step, ticked on whole numbers): per configuration its
+    mean, a band of ± one std over seeds, and its runs hidden until asked for (the configuration's
+    runs entry in the legend, or the `runs` buttons for all)."""
     figure = go.Figure(layout=LAYOUT)
-    members = []
+    members: list[int] = []
     for index, group in enumerate(groups):
         colour = COLOURS[index % len(COLOURS)]
         if group.std is not None:
-            upper = np.asarray(group.mean) + np.asarray(group.std)
-            lower = np.asarray(group.mean) - np.asarray(group.std)
-            figure.add_scatter(x=_float32(np.concatenate([group.x, group.x[::-1]])),
-                               y=_float32(np.concatenate([upper, lower[::-1]])), mode="lines", fill="toself",
-                               fillcolor=_rgba(colour, 0.18), line=dict(width=0), hoverinfo="skip",
-                               legendgroup=group.label, showlegend=False, name=f"{group.label} ± std")
+            _band(figure, group, colour, f"config{index}")
         figure.add_scatter(x=_float32(group.x), y=_float32(group.mean), mode="lines", name=group.label,
-                           legendgroup=group.label, line=dict(color=colour, width=2.5),
+                           legendgroup=f"config{index}", line=dict(color=colour, width=2.5),
                            hovertemplate=f"{group.label}<br>%{{x}}: %{{y:.4g}}<extra>mean</extra>")
-        for run, x, y, status in group.members:
-            # The group's title is the first member's; the rest carry no text they do not need, which
-            # keeps 500 runs' traces small.
-            title = {} if members else dict(legendgrouptitle_text="runs (click to show)")
-            members.append(len(figure.data))
-            figure.add_scatter(x=_float32(x), y=_float32(y), mode="lines", name=run, visible="legendonly",
-                               legendgroup="runs", legendrank=2000, **title, hovertemplate=MEMBER_HOVER,
-                               line=dict(color=colour, width=1, dash="solid" if status == "finished" else "dot"))
-    figure.update_layout(title=dict(text=f"{metric} by {x_name}", x=0), xaxis=dict(title=x_name, **AXIS),
+        if group.members:
+            members += _members(figure, group, colour, f"runs{index}", first=not members)
+    xs = [group.x for group in groups] + [x for group in groups for _, x, _, _ in group.members]
+    figure.update_layout(title=dict(text=f"{metric} by {x_name}", x=0),
+                         xaxis=dict(title=x_name, **AXIS, **whole_number_ticks(xs)),
                          yaxis=dict(title=metric, **AXIS, **_percent(metric)), height=480,
-                         legend=dict(groupclick="toggleitem"), margin=dict(t=70))
+                         legend=dict(groupclick="togglegroup", tracegroupgap=4), margin=dict(t=70))
     if members:
         shown, hidden = [dict(visible=True), members], [dict(visible="legendonly"), members]
         figure.update_layout(updatemenus=[dict(type="buttons", direction="right", x=1, y=1.02, xanchor="right",

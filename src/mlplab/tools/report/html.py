@@ -52,11 +52,12 @@ def sort_values(values: Sequence[Any]) -> list[Any]:
 
 
 def effect_charts(runs: pd.DataFrame, swept: Sequence[str], metric: str, minimize: bool) -> list[tuple[str, str]]:
-    """(title, figure JSON) per swept parameter: each run's metric by its value, and the mean with
-    the 95 % interval `tables.aggregate` computes."""
+    """(title, figure JSON) per swept parameter, seeds left out (a seed is a repeat, not a
+    parameter: its runs are grouped in the summary): each run's metric by its value, and the mean
+    with the 95 % interval `tables.aggregate` computes."""
     scores = tables.metric_values(runs, metric)
     charts = []
-    for key in swept:
+    for key in tables.config_keys(swept):
         labels = [tables.format_param(value) for value in sort_values(list(runs[key]))]
         by_label = runs.assign(_value=runs[key].map(tables.format_param))
         summary = tables.aggregate(by_label, ["_value"], metric, minimize).set_index("_value")
@@ -158,7 +159,8 @@ def report_html(root: Path | str, frame: pd.DataFrame, runs: pd.DataFrame, metri
     curves = curve_charts(shown, swept, max_points)
     context: dict[str, Any] = {
         "root": root, "title": Path(root).name if isinstance(root, Path) else root, "metric": metric,
-        "origin": origin or f"--metric {metric}", "swept": swept, "common": frame.attrs["common"], "refresh": refresh,
+        "origin": origin or f"--metric {metric}", "swept": swept, "refresh": refresh,
+        "swept_text": tables.swept_text(runs if len(runs) else frame, swept), "common": frame.attrs["common"],
         "headline": tables.headline(frame, metric, minimize), "plotly_js": plotly.offline.get_plotlyjs(),
         "all_runs": tables.page_runs_table(frame, runs, swept, metric), "statuses": list(shown["status"]),
         "runs": None, "failed": failed if len(failed) else None, "curves": curves,

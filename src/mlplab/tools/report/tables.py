@@ -87,6 +87,30 @@ def config_keys(swept: Sequence[str]) -> list[str]:
     return [key for key in swept if not is_seed_key(key)]
 
 
+def seeds_per_configuration(runs: pd.DataFrame, swept: Sequence[str]) -> tuple[int, int] | None:
+    """The fewest and most distinct seeds any configuration ran with; None where no seed is swept."""
+    seeds = [key for key in swept if is_seed_key(key)]
+    if not seeds or runs.empty:
+        return None
+    # As text, so that an unknown seed (NaN) counts as one more value rather than breaking the join.
+    combined = runs[seeds].apply(lambda column: column.map(str)).agg("|".join, axis=1)
+    keys = config_keys(swept)
+    counts = combined.groupby([runs[key] for key in keys], dropna=False).nunique() if keys else [combined.nunique()]
+    return int(min(counts)), int(max(counts))
+
+
+def swept_text(runs: pd.DataFrame, swept: Sequence[str]) -> str:
+    """What the runs sweep, in words: the parameters, and the seeds grouped into each configuration
+    ("activation; 3 seeds per configuration")."""
+    parameters = ", ".join(config_keys(swept))
+    seeds = seeds_per_configuration(runs, swept)
+    if seeds is None:
+        return parameters or "nothing"
+    fewest, most = seeds
+    count = str(fewest) if fewest == most else f"{fewest}–{most}"
+    return f"{parameters or 'no parameter'}; {count} seeds per configuration"
+
+
 def summarize(runs: pd.DataFrame, swept: Sequence[str], metric: str, minimize: bool) -> pd.DataFrame:
     """Per configuration: count, mean, std, min, max of the metric and the 95 % interval of the mean;
     best mean first."""
