@@ -26,7 +26,7 @@ from mlplab import plots
 from mlplab.tools import docs_figures as figures, figure_runs, gradient_findings as findings
 from mlplab.errors import UserError
 from mlplab.plots import chapter_figures as chapter
-from mlplab.tools.gradient_rms import GradientRMS
+from mlplab.tools.gradient_rms import GradientRMS, first_to_last_ratio, gradient_rms, rising_until
 from mlplab.core.model import MLP
 from mlplab.run.build import build_module
 
@@ -373,14 +373,14 @@ def write_gradient_run(run: Path, layers: int = 3, init: str = "default", epochs
 
 
 def test_gradient_rms_is_read_from_the_sparse_rows_of_metrics_csv(tmp_path):
-    gradients = figures.gradient_rms(write_gradient_run(tmp_path / "run"))
+    gradients = gradient_rms(write_gradient_run(tmp_path / "run"))
     assert gradients.steps == [10, 20, 30, 40]
     assert gradients.by_interval[0] == pytest.approx([0.0011, 0.0012, 0.0013, 0.0014])
     assert gradients.by_interval[2] == pytest.approx([0.11, 0.12, 0.13, 0.14])
     assert (gradients.epochs, gradients.epoch_ends) == ([1, 2], [20, 40])  # optimizer steps, not the batch count
     assert gradients.by_epoch == {0: [0.001, 0.001], 1: [0.01, 0.01], 2: [0.1, 0.1]}
-    assert figures.first_to_last_ratio(gradients.by_interval, 0) == pytest.approx(0.01)
-    assert figures.rising_until(gradients) == 40  # every interval rises from input to output
+    assert first_to_last_ratio(gradients.by_interval, 0) == pytest.approx(0.01)
+    assert rising_until(gradients) == 40  # every interval rises from input to output
     summary = figures.gradient_summary("deep_test", gradients, 0.5)
     assert "linear0 / linear2 RMS 0.01 in steps 1-10" in summary and "0.01, 0.01" in summary
     assert "in every interval" in summary and "50.00%" in summary

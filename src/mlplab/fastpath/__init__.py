@@ -30,6 +30,8 @@ from mlplab.fastpath.progress import StepProgressBar
 from mlplab.fastpath.steps import FastClassifier
 
 SETTINGS = ("chunk", "cuda_graph", "compile")
+# What a resumed run may change: the speed, never the numbers (torch.compile may change the last bits).
+RESUMABLE = ("chunk", "cuda_graph")
 # Where configs kept these settings before the fast path had a group of its own.
 EARLIER_KEYS = ("data.chunk", "model.cuda_graph", "model.compile")
 
@@ -85,9 +87,10 @@ class FastPath:
                 f"{self.chunk} batches each: validate once per epoch (check_val_every_n_epoch), or set "
                 "fastpath.chunk=1.")
 
-    def train_batch_rows(self, batch_size: int) -> int:
-        """Images gathered per Lightning training batch (what the memory estimate weighs)."""
-        return batch_size * self.chunk
+    def train_batch_rows(self, batch_size: int, epoch_batches: int) -> int:
+        """Images gathered per Lightning training batch (what the memory estimate weighs): a chunk
+        never holds more than the epoch."""
+        return batch_size * min(self.chunk, epoch_batches)
 
     def callbacks(self, interactive: bool) -> list[pl.Callback]:
         return [StepProgressBar()] if interactive else []

@@ -28,8 +28,13 @@ def interactive() -> bool:
 
 
 def fast_path(cfg: DictConfig) -> FastPath:
-    """The config's fast path (none configured: the plain path)."""
-    return instantiate(cfg.fastpath) if cfg.get("fastpath") is not None else FastPath()
+    """The config's fast path (none configured: the plain path). Built from its settings, whatever
+    its `_target_` (the checks hold that to FastPath), so the fast path is always a FastPath."""
+    if cfg.get("fastpath") is None:
+        return FastPath()
+    settings = OmegaConf.to_container(cfg.fastpath, resolve=True)
+    settings.pop("_target_", None)
+    return FastPath(**settings)
 
 
 def build_datamodule(cfg: DictConfig) -> MNISTDataModule:
@@ -70,10 +75,11 @@ def build_callbacks(cfg: DictConfig) -> list[pl.Callback]:
     return [instantiate(node) for node in (cfg.get("callbacks") or {}).values() if node is not None]
 
 
-def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list, **settings: Any) -> pl.Trainer:
-    """Lightning's Trainer from cfg.trainer (and `settings` over it); a value Lightning refuses is one
-    line naming it."""
-    fastpath = fast_path(cfg)
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list, fastpath: FastPath | None = None,
+                  **settings: Any) -> pl.Trainer:
+    """Lightning's Trainer from cfg.trainer (and `settings` over it), with the callbacks of `fastpath`
+    (default cfg's); a value Lightning refuses is one line naming it."""
+    fastpath = fastpath or fast_path(cfg)
     fastpath.quiet_lightning()
     shows = settings.pop("enable_progress_bar", interactive())
     if not any(isinstance(callback, pl.callbacks.ProgressBar) for callback in callbacks):

@@ -39,6 +39,10 @@ def _net(pl_module: pl.LightningModule) -> MLP:
     return net
 
 
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
 def _log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
     for logger in trainer.loggers:
         if hasattr(logger, "log_image"):
@@ -53,8 +57,8 @@ class WeightImages(Callback):
     """
 
     def __init__(self, every_n_epochs: int = 1) -> None:
-        if every_n_epochs < 1:
-            raise ValueError(f"WeightImages(every_n_epochs={every_n_epochs}): must be 1 or more")
+        if not _whole(every_n_epochs):
+            raise ValueError(f"every_n_epochs={every_n_epochs!r} must be a whole number of epochs, 1 or more")
         self.every_n_epochs = every_n_epochs
         self._last_epoch = 0
         self._drawn_step = -1
@@ -164,8 +168,8 @@ class ActivationStats(Callback):
     """
 
     def __init__(self, num_images: int = 1000) -> None:
-        if num_images < 1:
-            raise ValueError(f"ActivationStats(num_images={num_images}): must be 1 or more")
+        if not _whole(num_images):
+            raise ValueError(f"num_images={num_images!r} must be a whole number of images, 1 or more")
         self.num_images = num_images
         self._inputs: torch.Tensor | None = None
         self._recorded_epoch: int | None = None

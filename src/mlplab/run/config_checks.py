@@ -14,7 +14,7 @@ from numbers import Integral, Real
 from typing import Any
 
 import yaml
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
 from mlplab.core.classifier import L2_MODES
@@ -22,6 +22,7 @@ from mlplab.core.data import NORMALIZE_MODES
 from mlplab.core.model import INITS
 from mlplab.errors import ConfigError
 from mlplab.fastpath import FastPath
+from mlplab.run.build import fast_path
 from mlplab.run.loggers import check_wandb_environment
 from mlplab.run.preflight import check_builds, check_memory
 from mlplab.run.targets import check_targets
@@ -199,8 +200,9 @@ def check_trainer(cfg: DictConfig) -> None:
                                                         and 0 < interval <= 1)
         _require(ok, "trainer.val_check_interval", interval,
                  "a number of batches >= 1 or a fraction of the epoch in (0, 1]")
-    if interval is not None and interval != 1.0 and cfg.get("fastpath") is not None:
-        instantiate(cfg.fastpath).check_validation_interval(interval)
+    # The int 1 is one Lightning batch (several steps on the fast path); only the fraction 1.0 is the epoch.
+    if interval is not None and not (isinstance(interval, float) and interval == 1.0):
+        fast_path(cfg).check_validation_interval(interval)
     devices = trainer.get("devices", 1)
     _require((_is_int(devices) and devices >= 1) or devices == "auto", "trainer.devices", devices,
              "an integer >= 1 or auto")
@@ -247,10 +249,11 @@ def check_trainer_arguments(cfg: DictConfig) -> None:
     fast = trainer.get("fast_dev_run")
     _require(fast is None or isinstance(fast, bool) or (_is_int(fast) and fast >= 0), "trainer.fast_dev_run", fast,
              "true, false or a number of batches >= 0")
-    limit = trainer.get("limit_val_batches")
-    if limit is not None:
-        ok = (_is_int(limit) and limit >= 0) or (_is_number(limit) and not _is_int(limit) and 0 <= limit <= 1)
-        _require(ok, "trainer.limit_val_batches", limit, "a number of batches >= 0 or a fraction in [0, 1]")
+    for key in ("limit_val_batches", "overfit_batches"):
+        limit = trainer.get(key)
+        if limit is not None:
+            ok = (_is_int(limit) and limit >= 0) or (_is_number(limit) and not _is_int(limit) and 0 <= limit <= 1)
+            _require(ok, f"trainer.{key}", limit, "a number of batches >= 0 or a fraction in [0, 1]")
 
 
 def check_train_fraction(cfg: DictConfig) -> None:
@@ -281,6 +284,24 @@ def check_combinations(cfg: DictConfig) -> None:
         )
 
 
+# The groups every run builds from (scheduler, logger, callbacks and fastpath may be left out).
+REQUIRED_GROUPS = ("data", "augment", "model", "activation", "norm", "dropout", "l2", "optimizer", "trainer")
+
+
+def check_groups_present(cfg: DictConfig) -> None:
+    for group in REQUIRED_GROUPS:
+        if not OmegaConf.is_dict(cfg.get(group)):
+            raise ConfigError(f"{group} is missing (~{group} or {group}=null leaves it out), but every run builds one: "
+                              f"choose an option of conf/{group}/, e.g. {group}=" + _first_option(group) + ".")
+
+
+def _first_option(group: str) -> str:
+    from mlplab.run.records import conf_dir
+
+    options = sorted(path.stem for path in (conf_dir() / group).glob("*.yaml"))
+    return options[0] if options else "NAME"
+
+
 def check_targets_of_config(cfg: DictConfig) -> None:
     check_targets(cfg, "the config")
 
@@ -289,6 +310,8 @@ def check_fastpath(cfg: DictConfig) -> None:
     """The fast path's settings, held by FastPath itself (a missing group is the plain path)."""
     if cfg.get("fastpath") is None:
         return
+    _require(OmegaConf.is_dict(cfg.fastpath), "fastpath", cfg.fastpath,
+             "an option of conf/fastpath (fastpath=default or fastpath=off) or its settings")
     settings = OmegaConf.to_container(cfg.fastpath, resolve=True)
     settings.pop("_target_", None)
     try:
@@ -311,7 +334,7 @@ def check_callbacks(cfg: DictConfig) -> None:
 # Targets first (nothing may be built before they pass); the builds and the memory estimate last,
 # once every value they read is known to be in range.
 CHECKS: tuple[Callable[[DictConfig], None], ...] = (
-    check_targets_of_config, check_fastpath, check_callbacks, check_run, check_model, check_norm, check_data,
+    check_groups_present, check_targets_of_config, check_fastpath, check_callbacks, check_run, check_model, check_norm, check_data,
     check_augment, check_optimization, check_trainer, check_trainer_arguments, check_combinations,
     check_wandb_environment, check_memory, check_builds,
 )

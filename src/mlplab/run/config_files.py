@@ -149,12 +149,42 @@ def check_hydra_settings(settings: Any, source: str) -> None:
                           "or remove the guard that gives each run directory one owner.")
 
 
+def _group_values(value: Any) -> list[Any]:
+    """An override's value as the list of option names it chooses (a list, a sweep's choices, one)."""
+    if isinstance(value, list):
+        return value
+    return list(value.list) if hasattr(value, "list") else [value]
+
+
+def check_group_overrides(argv: list[str], conf: Path) -> None:
+    """A config group takes option names: `fastpath=[1]` or `model=null` would otherwise reach Hydra's
+    defaults list and end in a line about ints or NoneType."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    for text in command_overrides(argv):
+        try:
+            override = parser.parse_override(text)
+        except Exception:  # noqa: BLE001 - Hydra itself says what is wrong with this one
+            continue
+        group = override.key_or_group
+        # `++` forces a value in; a folder with no option files of its own (conf/hydra) is no group.
+        if override.is_delete() or override.is_force_add() or not any((conf / group).glob("*.yaml")):
+            continue
+        if all(isinstance(value, str) for value in _group_values(override.value())):
+            continue
+        options = sorted(path.stem for path in (conf / group).glob("*.yaml"))
+        raise ConfigError(f"{text} is refused: the {group} group takes an option's name (one of {', '.join(options)}), "
+                          f"e.g. {group}={options[0] if options else 'NAME'}.")
+
+
 def check_foreign_configs(argv: list[str], script: Path) -> list[str]:
     """Check config folders from elsewhere before Hydra builds anything; the command line to run
     (with the run-directory guard added where the folder's config lacks one)."""
     from mlplab.run.records import conf_dir
     from mlplab.run.targets import check_targets
 
+    check_group_overrides(argv, conf_dir())
     for argument in argv:
         if canonical_flag(argument.partition("=")[0]) in REFUSED_FLAGS:
             raise ConfigError(f"{argument.partition('=')[0]} is refused: Hydra would unpickle the file it names, which "

@@ -16,13 +16,10 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from mlplab.errors import UserError
 from mlplab.run.overrides import readable_override
-from mlplab.run.records import (CHECKPOINTS_DIR, FINISHED, METRICS_FILE, RUN_INFO_FILE, claim, read_json, read_status,
-                                slurm_job)
+from mlplab.run.records import FINISHED, METRICS_FILE, claim, holds_a_run, read_json, read_status, slurm_job
 from mlplab.run.resume import check_same_settings
 
 
-# What makes a folder hold a run (a status.json alone is what a run refused by the config checks leaves).
-RUN_RECORDS = (METRICS_FILE, RUN_INFO_FILE, CHECKPOINTS_DIR)
 
 
 def _can_create(folder: Path) -> bool:
@@ -33,8 +30,6 @@ def _can_create(folder: Path) -> bool:
     return os.access(folder, os.W_OK)
 
 
-def holds_a_run(folder: Path) -> bool:
-    return any((folder / name).exists() for name in RUN_RECORDS)
 
 
 class RunDirectoryGuard(HydraCallback):

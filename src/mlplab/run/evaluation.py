@@ -25,6 +25,7 @@ from mlplab.core.data import MNISTDataModule
 from mlplab.errors import ConfigError, UserError
 from mlplab.core.classifier import MLPClassifier
 from mlplab.fastpath import SETTINGS as FAST_PATH_SETTINGS
+from mlplab.fastpath import FastPath
 from mlplab.run.build import build_trainer, module_from_settings
 from mlplab.run.preflight import check_fits, check_module_builds, model_bytes
 from mlplab.run.records import METRICS_FILE, write_json
@@ -195,7 +196,22 @@ def restore_module(path: Path, checkpoint: dict[str, Any]) -> MLPClassifier:
     return module
 
 
+# What eval.py's config holds (conf/eval.yaml): anything else on its command line would be ignored,
+# or built unchecked.
+EVAL_KEYS = ("ckpt_path", "data_root", "name", "paths", "trainer", "hydra")
+
+
+def check_eval_config(cfg: DictConfig) -> None:
+    """eval.py's own settings: only its keys, and a trainer that names only conf/trainer's classes."""
+    unknown = sorted(str(key) for key in cfg if key not in EVAL_KEYS)
+    if unknown:
+        raise UserError(f"eval.py takes no {', '.join(unknown)}: its settings are {', '.join(EVAL_KEYS[:-1])}; "
+                        "the model, data and training settings come from the checkpoint.")
+    check_targets(cfg, "the config")
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
+    check_eval_config(cfg)
     path = checkpoint_path(cfg)
     checkpoint = load_checkpoint(path)
     check_checkpoint(path, checkpoint, cfg)
@@ -208,7 +224,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     except TypeError as error:
         raise UserError(f"ckpt_path={str(path)!r} holds data settings this version of mlplab does not know "
                         f"({' '.join(str(error).split())[:160]}).") from None
-    trainer = build_trainer(cfg, callbacks=[], loggers=[])
+    trainer = build_trainer(cfg, callbacks=[], loggers=[], fastpath=FastPath())  # testing takes no training steps
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = {"ckpt_path": str(path.resolve()), "test_acc": results["test/acc"], "test_loss": results["test/loss"]}
     output_dir = Path(cfg.paths.output_dir)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -54,6 +55,8 @@ def _attempt(group: str, node: Any, build: Callable[[], Any], fix: str = CONFIG_
         raise
     except Exception as error:  # noqa: BLE001 - whatever the library refused, the settings are at fault
         target = node.get("_target_", group) if OmegaConf.is_config(node) else group
+        if isinstance(error, InstantiationException) and error.__cause__ is not None:
+            error = error.__cause__  # Hydra's wrapper says only which target it called
         reason = " ".join(str(error).split()) or type(error).__name__
         raise ConfigError(f"{group}: {target} refused its settings ({_settings(node)}): {reason[:300]}. "
                           + fix.replace("{group}", group)) from None
@@ -103,12 +106,28 @@ def _probe_data(cfg: DictConfig) -> None:
     _attempt("data", cfg.data, lambda: instantiate(cfg.data, augment=None, _convert_="all"))
 
 
+def _probe_callbacks(cfg: DictConfig) -> None:
+    """Each configured callback built (they are cheap to construct) and a Lightning callback."""
+    import pytorch_lightning as pl
+
+    for name, node in (cfg.get("callbacks") or {}).items():
+        if node is None:
+            continue
+        key = f"callbacks.{name}"
+        callback = _attempt(key, node, lambda node=node: instantiate(node))
+        if not isinstance(callback, pl.Callback):
+            raise ConfigError(f"{key}: {node.get('_target_')} with these settings builds a "
+                              f"{type(callback).__name__}, not a Lightning callback: drop _partial_ / _args_, or "
+                              "name a callback of conf/callbacks/.")
+
+
 def check_builds(cfg: DictConfig) -> None:
     """Raise ConfigError at the first group whose object torch or Lightning refuses to build or run."""
     with torch.random.fork_rng(devices=[]):  # the run's own seeding must not see these draws
         _probe_norm_and_activation(cfg)
         _probe_optimization(cfg)
         _probe_data(cfg)
+        _probe_callbacks(cfg)
 
 
 def check_module_builds(cfg: DictConfig, fix: str) -> None:
@@ -143,7 +162,9 @@ def model_bytes(hidden_sizes: Sequence[int], largest_batch: int, training: bool 
 
 def estimated_bytes(cfg: DictConfig) -> int:
     """The memory a training run of cfg needs at least (see model_bytes)."""
-    largest_batch = max(fast_path(cfg).train_batch_rows(cfg.data.batch_size), cfg.data.eval_batch_size)
+    data = get_class(cfg.data._target_)
+    epoch = data.train_batches(cfg.data.val_size, cfg.data.batch_size)
+    largest_batch = max(fast_path(cfg).train_batch_rows(cfg.data.batch_size, epoch), cfg.data.eval_batch_size)
     return model_bytes(cfg.model.hidden_sizes, largest_batch, data=get_class(cfg.data._target_))
 
 

@@ -208,12 +208,24 @@ def release(run_dir: Path) -> None:
         os.close(descriptor)
 
 
+# What makes a folder hold a run (a status.json alone is what a run refused by the config checks leaves).
+RUN_RECORDS = (METRICS_FILE, RUN_INFO_FILE, CHECKPOINTS_DIR)
+
+
+def holds_a_run(folder: str | Path) -> bool:
+    return any((Path(folder) / name).exists() for name in RUN_RECORDS)
+
+
 def record_refusal(run_dir: str | Path, error: Exception) -> None:
     """A run stopped by a user error before training: status failed and the one-line reason as its
-    error.log, unless the folder cannot take them (then the printed line is the whole record)."""
+    error.log, unless the folder cannot take them (then the printed line is the whole record).
+
+    A folder that already holds a run (a refused resume of it) keeps its records: that run is still
+    what they say (finished, or interrupted and resumable)."""
     try:
         # A run that failed in training has recorded its own failure, with the traceback.
-        if Path(run_dir).is_dir() and read_status(run_dir).get("pid") != os.getpid():
+        if (Path(run_dir).is_dir() and read_status(run_dir).get("pid") != os.getpid()
+                and not holds_a_run(run_dir)):
             write_text(Path(run_dir) / ERROR_LOG, f"{error}\n")
             write_status(run_dir, FAILED, error=str(error), ended=now())
     except UserError:

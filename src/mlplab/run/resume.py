@@ -19,25 +19,29 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mlplab.errors import UserError
-from mlplab.fastpath import EARLIER_KEYS
+from mlplab.fastpath import EARLIER_KEYS, RESUMABLE
 from mlplab.lightning_internals import continue_csv_columns, logged_step
 from mlplab.run.overrides import readable_override
 from mlplab.run.records import HYDRA_DIR, LAST_CHECKPOINT, METRICS_CSV, checkpoint_path
 
-# Keys a resumed run may change: more epochs, where things are, and how steps are run (the fast
-# path changes the speed, not the numbers).
-RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths", "fastpath")
+# Keys a resumed run may change: more epochs, where things are, and how fast steps are run.
+RESUMABLE_CHANGES = ("resume", "trainer.max_epochs", "data.root", "paths", *(f"fastpath.{key}" for key in RESUMABLE))
+
+
+def _resumable(key: str) -> bool:
+    return any(key == prefix or key.startswith(f"{prefix}.") for prefix in RESUMABLE_CHANGES)
 
 
 def _earlier_layout(key: str, original: dict[str, Any], current: dict[str, Any]) -> bool:
     """Whether `key` differs only because the run was started by an earlier version of conf/: the fast
-    path's settings then lived in data and model, and the model and callbacks groups named no classes
-    (the same ones were built)."""
+    path's settings then lived in data and model, the fastpath and callbacks groups did not exist, and
+    the model group named no class (the same ones were built)."""
     if key in EARLIER_KEYS:
         return key not in current
     if key == "model._target_":
         return key not in original
-    return key.startswith("callbacks.") and not any(name.startswith("callbacks.") for name in original)
+    group = key.split(".")[0]
+    return group in ("callbacks", "fastpath") and not any(name.startswith(f"{group}.") for name in original)
 
 
 def _flatten(container: Any, prefix: str = "") -> dict[str, Any]:
@@ -60,7 +64,7 @@ def check_same_settings(cfg: DictConfig, run_dir: Path) -> None:
     original = _flatten(OmegaConf.to_container(OmegaConf.load(saved)))
     current = _flatten(OmegaConf.to_container(cfg))  # unresolved on both sides: the same text is the same setting
     changed = sorted(key for key in original.keys() | current.keys()
-                     if original.get(key) != current.get(key) and not key.startswith(RESUMABLE_CHANGES)
+                     if original.get(key) != current.get(key) and not _resumable(key)
                      and not key.startswith("hydra.") and not _earlier_layout(key, original, current))
     if changed:
         overrides = OmegaConf.load(run_dir / HYDRA_DIR / "overrides.yaml")

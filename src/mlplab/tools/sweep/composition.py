@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mlplab.errors import SweepError
+from mlplab.run.config_files import check_group_overrides
 from mlplab.run.targets import check_targets
 
 CONFIG_NAME = "config"
@@ -19,8 +20,6 @@ CONFIG_NAME = "config"
 def check_trials_compose(conf_dir: Path, sweep_file: Path | str, override_lists: Iterable[list[str]]) -> int:
     """Compose every distinct list of overrides on `conf_dir`; how many were composed."""
     from hydra import compose, initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
 
     import mlplab.run.records  # noqa: F401 - registers the resolvers conf/config.yaml names
 
@@ -31,9 +30,10 @@ def check_trials_compose(conf_dir: Path, sweep_file: Path | str, override_lists:
     with initialize_config_dir(config_dir=str(conf_dir.resolve()), version_base="1.3", job_name="sweep"):
         for overrides in distinct:
             try:
+                check_group_overrides(list(overrides), conf_dir.resolve())
                 config = compose(config_name=CONFIG_NAME, overrides=list(overrides))
-            except (HydraException, OmegaConfBaseException) as error:
-                reason = " ".join(str(error).split())
+            except Exception as error:  # noqa: BLE001 - Hydra's, OmegaConf's or whatever else it met: no trial can start
+                reason = " ".join(str(error).split()) or type(error).__name__
                 raise SweepError(f"{sweep_file}: a trial does not compose ({reason}); its overrides: "
                                  f"{shlex.join(overrides)}") from None
             # What a trial would build, held to conf/'s targets before any trial starts.
