@@ -133,3 +133,20 @@ def test_a_sweep_trial_with_a_bad_group_value_stops_the_sweep_in_one_line(tmp_pa
         check_trials_compose(CONF, "sweep.yaml", [["seed=1", "fastpath=[1]"]])
     assert "fastpath=[1] is refused" in str(refused.value) and "\n" not in str(refused.value)
     assert json.dumps(str(refused.value))
+
+
+@pytest.mark.parametrize("overrides, smoke", [
+    ([], None), (["++trainer.limit_test_batches=1.0"], None),
+    (["++trainer.limit_test_batches=1"], "trainer.limit_test_batches=1"),
+    (["++trainer.limit_test_batches=0.5"], "trainer.limit_test_batches=0.5"),
+    (["++trainer.fast_dev_run=true"], "trainer.fast_dev_run=True"),
+])
+def test_an_eval_of_part_of_the_test_set_is_marked_a_smoke_check(overrides, smoke):
+    from mlplab.run.evaluation import partial_test
+
+    assert partial_test(compose_config("ckpt_path=x.ckpt", *overrides, config_name="eval")) == smoke
+
+
+def test_a_key_that_builds_nothing_is_told_to_drop_its_target():
+    with pytest.raises(ConfigError, match=r"seed builds nothing, so it names no class; remove the _target_"):
+        check_config(compose_config("+experiment=smoke", "++seed={_target_:builtins.print}"))

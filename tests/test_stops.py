@@ -63,6 +63,7 @@ def test_a_signal_after_an_epoch_is_recorded_and_the_printed_command_resumes_exa
     result = run_script("train.py", *printed_resume_command(stderr))
     assert result.returncode == 0, result.stderr[-3000:]
     assert status(run_dir)["status"] == "finished"
+    assert not (run_dir / "checkpoints" / "interrupted.ckpt").exists()  # the stop's state is stale once finished
     assert final_metrics(run_dir) == final_metrics(reference_run)
     assert_same_weights(run_dir, reference_run)
     assert epoch_rows(run_dir) == [0, 1, 2] and epoch_rows(run_dir, "val/acc") == [0, 1, 2]

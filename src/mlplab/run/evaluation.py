@@ -28,7 +28,7 @@ from mlplab.fastpath import SETTINGS as FAST_PATH_SETTINGS
 from mlplab.fastpath import FastPath
 from mlplab.run.build import build_trainer, module_from_settings
 from mlplab.run.preflight import check_fits, check_module_builds, model_bytes
-from mlplab.run.records import METRICS_FILE, write_json
+from mlplab.run.records import METRICS_FILE, covers_all, write_json
 from mlplab.run.targets import check_interpolations, check_targets
 
 REQUIRED_KEYS = ("state_dict", "hyper_parameters", "datamodule_hyper_parameters")
@@ -210,6 +210,15 @@ def check_eval_config(cfg: DictConfig) -> None:
     check_targets(cfg, "the config")
 
 
+def partial_test(cfg: DictConfig) -> str | None:
+    """Why a test leaves out part of the test set (None: it sees all of it, a result)."""
+    trainer = cfg.trainer
+    if trainer.get("fast_dev_run"):
+        return f"trainer.fast_dev_run={trainer.fast_dev_run}"
+    limit = trainer.get("limit_test_batches")
+    return None if covers_all(limit) else f"trainer.limit_test_batches={limit}"
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     check_eval_config(cfg)
     path = checkpoint_path(cfg)
@@ -226,8 +235,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                         f"({' '.join(str(error).split())[:160]}).") from None
     trainer = build_trainer(cfg, callbacks=[], loggers=[], fastpath=FastPath())  # testing takes no training steps
     results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-    metrics = {"ckpt_path": str(path.resolve()), "test_acc": results["test/acc"], "test_loss": results["test/loss"]}
+    metrics = {"ckpt_path": str(path.resolve()), "test_acc": results["test/acc"], "test_loss": results["test/loss"],
+               "smoke": partial_test(cfg)}
     output_dir = Path(cfg.paths.output_dir)
     write_json(output_dir / METRICS_FILE, metrics)
-    Console(soft_wrap=True).print(f"[bold green]test accuracy {metrics['test_acc']:.2%}[/] of {path} -> {output_dir}")
+    summary = f"test accuracy {metrics['test_acc']:.2%}[/] of {path} -> {output_dir}"
+    if metrics["smoke"]:
+        summary = f"[bold yellow]smoke check only ({metrics['smoke']}), not a result: {summary}"
+    Console(soft_wrap=True).print(summary if metrics["smoke"] else f"[bold green]{summary}")
     return metrics

@@ -84,6 +84,11 @@ def conf_dir() -> Path:
 # Reading and writing
 
 
+def covers_all(limit: Any) -> bool:
+    """A `limit_*_batches` that leaves nothing out: unset, or the fraction 1.0 (the int 1 is one batch)."""
+    return limit is None or (isinstance(limit, float) and limit == 1.0)
+
+
 def checkpoint_path(run_dir: str | os.PathLike, name: str = LAST_CHECKPOINT) -> Path:
     """Where a run directory keeps one of its checkpoints (it may not exist yet)."""
     return Path(run_dir) / CHECKPOINTS_DIR / name

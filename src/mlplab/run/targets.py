@@ -110,9 +110,11 @@ def check_targets(config: Any, source: str, conf: Path | None = None, prefix: st
         allowed = allowed_for(key, conf)
         if isinstance(value, str) and value in allowed:
             continue
-        group = key.split(".")[0]
-        names = ", ".join(sorted(allowed)) if allowed else "none: this key builds nothing"
+        group = key.split(".")[0].split("[")[0]
+        if not allowed:
+            raise ConfigError(f"{source}: {key}={value!r} is refused: {group} builds nothing, so it names no class; "
+                              "remove the _target_.")
         raise ConfigError(
             f"{source}: {key}={value!r} is refused: a config may only build the classes that conf/{group}/ names "
-            f"({names}); to use another class, add an option file to conf/{group}/."
+            f"({', '.join(sorted(allowed))}); to use another class, add an option file to conf/{group}/."
         )

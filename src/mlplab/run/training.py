@@ -39,6 +39,7 @@ from mlplab.run.loggers import build_loggers, finish_wandb, log_run
 from mlplab.run.overrides import readable_override
 from mlplab.run.provenance import run_info
 from mlplab.run.records import (BEST_CHECKPOINT, CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED,
+                                INTERRUPTED_CHECKPOINT, checkpoint_path, covers_all,
                                 METRICS_FILE, RUN_INFO_FILE, RUNNING, now, read_json, release, slurm_job, write_json,
                                 write_status, write_text)
 from mlplab.run.stops import NonFiniteLossGuard, RunInterrupted, StopOnSignal
@@ -110,11 +111,6 @@ def prepare_resume(output_dir: Path, loggers: list) -> Path | None:
     return checkpoint
 
 
-def _covers_all(limit: Any) -> bool:
-    """A `limit_*_batches` that leaves nothing out: unset, or the fraction 1.0 (the int 1 is one batch)."""
-    return limit is None or (isinstance(limit, float) and limit == 1.0)
-
-
 def stopped_early(cfg: DictConfig, trainer: pl.Trainer, best_val: Any) -> str | None:
     """Why a fit that was set up as a full run did not give one: it ended before its last epoch
     (max_time), or no epoch was validated although there is a validation set."""
@@ -136,7 +132,7 @@ def smoke_reason(cfg: DictConfig) -> str | None:
     if trainer.get("fast_dev_run"):
         return f"trainer.fast_dev_run={trainer.fast_dev_run}"
     reasons = [f"trainer.{name}={value}" for name in ("limit_train_batches", "limit_val_batches", "limit_test_batches")
-               if not _covers_all(value := trainer.get(name))]
+               if not covers_all(value := trainer.get(name))]
     if trainer.get("overfit_batches"):
         reasons.append(f"trainer.overfit_batches={trainer.overfit_batches}")
     max_steps = trainer.get("max_steps")
@@ -223,6 +219,8 @@ def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any
         write_json(output_dir / METRICS_FILE, metrics)
         write_json(output_dir / RUN_INFO_FILE, {**(read_json(output_dir / RUN_INFO_FILE) or {}), "ended": now(),
                                                 "metrics": metrics})
+        # A stop's checkpoint from an earlier segment is stale once the run has finished.
+        checkpoint_path(output_dir, INTERRUPTED_CHECKPOINT).unlink(missing_ok=True)
         write_status(output_dir, FINISHED, ended=now(), smoke=metrics["smoke"])
         summary = (f"test accuracy {metrics['test_acc']:.2%}[/] (loss {metrics['test_loss']:.4f}, "
                    f"{metrics['epochs']} epochs, {metrics['wall_seconds']:.0f} s) -> {output_dir}")

@@ -2,7 +2,8 @@
 
 `python -m mlplab.tools.report DIR [DIR ...] [--metric test_acc] [--out DIR/report.html] [--watch [--every SECONDS]]`
 finds every run directory under each DIR (several are compared on one page), loads them into one
-pandas DataFrame (`runs.py`), groups and formats it (`tables.py`), and writes `report.html`
+pandas DataFrame (`runs.py`), groups and formats it (`tables.py`), compares configurations paired
+by seed (`comparisons.py`), and writes `report.html`
 (`html.py` through templates/report.html.j2: plotly.js inlined once, the runs table sortable and
 filterable, each logged metric's curves per configuration over seeds, the swept parameters against
 the metric; each run's saved figures linked by their path relative to the page, so the page stays

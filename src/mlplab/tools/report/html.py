@@ -24,7 +24,7 @@ from plotly.graph_objects import Figure
 
 from mlplab.plots import report_charts
 from mlplab.run.records import FINISHED, RUNNING
-from mlplab.tools.report import MAX_POINTS, tables
+from mlplab.tools.report import MAX_POINTS, comparisons, tables
 from mlplab.tools.report.curves import Curve, mean_band, metric_names, read_curves, thin
 from mlplab.tools.report.runs import SMOKE, figure_files
 
@@ -169,8 +169,12 @@ def report_html(root: Path | str, frame: pd.DataFrame, runs: pd.DataFrame, metri
     }
     if len(runs):
         summary = tables.summary_table(tables.summarize(runs, swept, metric, minimize), swept, metric)
+        compared = comparisons.compare(runs, swept, metric, minimize)
         context.update(
             runs=True, summary=summary, config_keys=tables.config_keys(swept),
+            comparisons=comparisons.comparisons_table(compared, metric) if len(compared) else None,
+            comparisons_caption=comparisons.caption(compared, metric),
+            comparisons_metric=comparisons.difference_column(metric),
             summary_metric=tables.mean_column(metric), effects=effect_charts(runs, swept, metric, minimize),
             parallel=parallel_chart(runs, swept, metric),
         )

@@ -10,12 +10,12 @@ from __future__ import annotations
 import json
 import math
 import numbers
-import statistics
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from mlplab.errors import UserError
 from mlplab.tools.report.runs import FINISHED, is_seed_key, is_unknown
@@ -24,30 +24,11 @@ from mlplab.tools.report.runs import FINISHED, is_seed_key, is_unknown
 METRIC_COLUMNS = ("test_acc", "test_loss", "val_acc_best", "epochs", "global_steps", "fit_seconds")
 COUNTS = ("epochs", "global_steps")
 MISSING = "—"
-# t_{0.975, df} for df = 1..30 (any statistics table); beyond, the Cornish-Fisher series below
-# is within 1e-5 of it. Used only when scipy is not installed.
-T_975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
-         2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.131450, 2.119905, 2.109816, 2.100922,
-         2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831,
-         2.048407, 2.045230, 2.042272)
-
-
-def t_quantile_975(degrees: int) -> float:
-    """The 0.975 quantile of Student's t distribution with `degrees` degrees of freedom."""
-    try:
-        from scipy.stats import t
-    except ImportError:
-        if degrees <= len(T_975):
-            return T_975[degrees - 1]
-        z, v = statistics.NormalDist().inv_cdf(0.975), degrees
-        return (z + (z**3 + z) / (4 * v) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * v**2)
-                + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * v**3))
-    return float(t.ppf(0.975, degrees))
 
 
 def interval_half_width(std: float, count: int) -> float:
     """t_{0.975,n-1} · std / sqrt(n): the 95 % confidence interval of a mean is mean ± this (NaN for n < 2)."""
-    return t_quantile_975(count - 1) * std / math.sqrt(count) if count > 1 else math.nan
+    return float(stats.t.ppf(0.975, count - 1)) * std / math.sqrt(count) if count > 1 else math.nan
 
 
 def lower_is_better(metric: str) -> bool:

@@ -5,8 +5,9 @@
 "use strict";
 
 function cellNumber(text) {
-  // "92.00%", "0.8126", "1e-05": numbers; "—" (no value) and labels: not.
-  const number = Number(text.replace(/%$/, ""));
+  // "92.00%", "0.8126", "1e-05", "+0.45 pp" (a difference in percentage points): numbers; "—" (no
+  // value) and labels: not.
+  const number = Number(text.replace(/\s*(%|pp)$/, ""));
   return text.trim() === "" || Number.isNaN(number) ? null : number;
 }
 
