@@ -311,6 +311,7 @@ def test_curves_are_thinned_and_averaged_over_seeds(tmp_path):
 
 ACTIVATIONS, RATES, MANY_SEEDS = ("relu", "gelu", "tanh", "elu", "silu"), (0.1, 0.01), (1, 2, 3, 4, 5)
 GRID = [(activation, lr, seed) for activation in ACTIVATIONS for lr in RATES for seed in MANY_SEEDS]
+NOISE = np.random.default_rng(0).integers(0, 20, len(GRID)) / 10_000  # seed-to-seed, for the paired t-tests
 
 
 @pytest.fixture(scope="module")
@@ -320,7 +321,8 @@ def fifty_runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fifty")
     for index, (activation, lr, seed) in enumerate(GRID):
         fabricated_run(root / f"{index:02d}", {"activation": activation, "optimizer.lr": lr, "seed": seed},
-                       {"test_acc": 0.9 + lr - seed / 1000, "val_acc_best": 0.9}, steps=6, loss_scale=1 + seed / 10)
+                       {"test_acc": 0.9 + lr - seed / 1000 + NOISE[index], "val_acc_best": 0.9},
+                       steps=6, loss_scale=1 + seed / 10)
     write_report(root, root / "report.html")
     return root / "report.html"
 
@@ -339,6 +341,15 @@ def test_seeds_are_grouped_never_a_parameter_in_chromium(browser, fifty_runs):
     assert effects == ["test_acc by activation", "test_acc by optimizer.lr"]
     assert parallel_axes(browser) == ["activation", "optimizer.lr", "test_acc"]
     assert len(column(browser, "summary", "runs")) == len(ACTIVATIONS) * len(RATES)
+    # Paired by seed: every pair of the 5 activations at each rate (2 x 10), each activation's 2 rates (5 x 1).
+    assert len(column(browser, "comparisons", "pairs")) == 25 and set(column(browser, "comparisons", "pairs")) == {"5"}
+    header_button(browser, "comparisons", "test_acc A − B").click()
+    differences = [float(text.removesuffix(" pp")) for text in column(browser, "comparisons", "test_acc A − B")]
+    assert differences == sorted(differences) and differences[-1] >= 9  # lr 0.1 is ~9 pp above 0.01
+    filter_box(browser, "comparisons", "family").send_keys("lr · activation")  # the lr families
+    assert column(browser, "comparisons", "tests in family") == ["1"] * 5
+    assert all(verdict.endswith("beats 0.01") for verdict in column(browser, "comparisons", "verdict"))
+    assert browser.find_element("id", "comparisons-count").text == "5 of 25 shown"
 
 
 def x_ticks(browser) -> list[str]:

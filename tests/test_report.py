@@ -148,9 +148,39 @@ def test_the_swept_line_names_parameters_and_groups_seeds(runs, swept, text):
 
 @pytest.mark.parametrize(("degrees", "quantile"), [(1, 12.706205), (2, 4.302653), (10, 2.228139),
                                                    (30, 2.042272), (40, 2.021075), (100, 1.983972)])
-def test_t_quantile_without_scipy(degrees, quantile, monkeypatch):
-    monkeypatch.setitem(sys.modules, "scipy", None)  # an import of scipy.stats now fails
-    assert tables.t_quantile_975(degrees) == pytest.approx(quantile, abs=2e-5)
+def test_intervals_use_students_t_quantile(degrees, quantile):
+    """t_{0.975, df} as any statistics table prints it: the half width of std 1 times √n."""
+    count = degrees + 1
+    assert tables.interval_half_width(1.0, count) * math.sqrt(count) == pytest.approx(quantile, abs=1e-6)
+
+
+# activation x seed, val_acc_best and test_acc by hand: relu is ahead of tanh on every seed, gelu noisy.
+COMPARED = {"relu": [(0.950, 0.948), (0.955, 0.951), (0.948, 0.947)],
+            "gelu": [(0.951, 0.949), (0.940, 0.941), (0.953, 0.950)],
+            "tanh": [(0.930, 0.931), (0.936, 0.933), (0.927, 0.929)]}
+
+
+def test_the_page_and_markdown_show_the_paired_comparisons(tmp_path):
+    for activation, scores in COMPARED.items():
+        for seed, (val_acc, test_acc) in enumerate(scores, start=1):
+            fake_run(tmp_path / f"{activation}{seed}", [f"activation={activation}", f"seed={seed}"],
+                     choices={"activation": activation}, metrics={"val_acc_best": val_acc, "test_acc": test_acc})
+    fake_run(tmp_path / "crashed", ["activation=tanh", "seed=4"], error_log="RuntimeError: out of memory\n")
+    (tmp_path / "sweep.yaml").write_text(yaml.safe_dump({"metric": {"name": "val/acc", "goal": "maximize"}}))
+    write_report(tmp_path, tmp_path / "report.html")
+    page = parse((tmp_path / "report.html").read_text())
+    header, *rows = page.rows["comparisons"]
+    assert header[:5] == ["family", "A", "B", "pairs", "val_acc_best A − B"] and "test_acc A − B" in header
+    assert sorted((row[1], row[2]) for row in rows) == [("gelu", "tanh"), ("relu", "gelu"), ("relu", "tanh")]
+    assert {row[3] for row in rows} == {"3"} and {row[header.index("tests in family")] for row in rows} == {"3"}
+    verdicts = {(row[1], row[2]): row[header.index("verdict")] for row in rows}
+    assert verdicts == {("relu", "tanh"): "relu beats tanh", ("gelu", "tanh"): "no difference shown",
+                        ("relu", "gelu"): "no difference shown"}
+    assert "Paired by seed" in page.text and "within each family of 3 comparisons" in page.text
+    markdown = (tmp_path / "report.md").read_text()
+    section = markdown.split("## Paired comparisons")[1].split("##")[0]
+    assert "Paired by seed" in section and "not the test set's sampling noise" in section
+    assert [line.strip("| ").split(" | ") for line in section.splitlines() if line.startswith("| ")][2:] == rows
 
 
 def test_the_page_comes_from_the_template(tmp_path):
@@ -312,6 +342,10 @@ def check_page(page: PageParser, runs_dir: Path) -> None:
     assert sorted(row[0] for row in page.rows["summary"][1:]) == ["gelu", "relu"]
     assert all(row[1] == "2" and "±" in row[2] for row in page.rows["summary"][1:])
     assert "data.root" not in header and "${" not in "".join(cell for row in page.rows["runs"] for cell in row)
+    # The two activations paired by seed: one comparison of 2 pairs, ranked by test_acc (nothing beside it).
+    header, comparison = page.rows["comparisons"]
+    assert {comparison[1], comparison[2]} == {"gelu", "relu"} and comparison[header.index("pairs")] == "2"
+    assert "test_acc A − B" in header and "Holm" in page.text
     header, *failed = page.rows["failed"]
     failed = {row[0]: row for row in failed}
     # train.py refused crashed's config before any work (status failed, the reason in error.log);
