@@ -150,3 +150,12 @@ def test_an_eval_of_part_of_the_test_set_is_marked_a_smoke_check(overrides, smok
 def test_a_key_that_builds_nothing_is_told_to_drop_its_target():
     with pytest.raises(ConfigError, match=r"seed builds nothing, so it names no class; remove the _target_"):
         check_config(compose_config("+experiment=smoke", "++seed={_target_:builtins.print}"))
+
+
+@pytest.mark.parametrize("override, hint", [("+fastpth.chunk=1", "did you mean fastpath?"),
+                                            ("+optimiser.lr=1", "did you mean optimizer?"), ("+foo=1", "")])
+def test_a_key_train_py_never_reads_is_refused_with_the_nearest_one(override, hint):
+    with pytest.raises(ConfigError) as refused:
+        check_config(compose_config("+experiment=smoke", override))
+    key = override.lstrip("+").split(".")[0].split("=")[0]
+    assert str(refused.value).startswith(f"{key} is not a setting train.py reads: {hint}")

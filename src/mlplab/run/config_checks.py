@@ -7,6 +7,7 @@ Sizes that depend on the data set come from the data module's class, not from co
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 import math
 from collections.abc import Callable
@@ -302,6 +303,27 @@ def _first_option(group: str) -> str:
     return options[0] if options else "NAME"
 
 
+@functools.cache
+def known_keys() -> frozenset[str]:
+    """The top-level keys train.py reads: conf/config.yaml's own and one per config group."""
+    from mlplab.run.records import conf_dir
+
+    conf = conf_dir()
+    own = yaml.safe_load((conf / "config.yaml").read_text()) or {}
+    groups = {path.name for path in conf.iterdir() if path.is_dir() and any(path.glob("*.yaml"))}
+    return frozenset({*own, *groups} - {"defaults", "experiment"})
+
+
+def check_known_keys(cfg: DictConfig) -> None:
+    """A key train.py never reads (a typo such as +fastpth.chunk=1) would be ignored without a word."""
+    for key in cfg:
+        if key not in known_keys():
+            close = difflib.get_close_matches(str(key), sorted(known_keys()), n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ConfigError(f"{key} is not a setting train.py reads: {hint}its settings are "
+                              f"{', '.join(sorted(known_keys()))}.")
+
+
 def check_targets_of_config(cfg: DictConfig) -> None:
     check_targets(cfg, "the config")
 
@@ -334,7 +356,7 @@ def check_callbacks(cfg: DictConfig) -> None:
 # Targets first (nothing may be built before they pass); the builds and the memory estimate last,
 # once every value they read is known to be in range.
 CHECKS: tuple[Callable[[DictConfig], None], ...] = (
-    check_groups_present, check_targets_of_config, check_fastpath, check_callbacks, check_run, check_model, check_norm, check_data,
+    check_groups_present, check_targets_of_config, check_known_keys, check_fastpath, check_callbacks, check_run, check_model, check_norm, check_data,
     check_augment, check_optimization, check_trainer, check_trainer_arguments, check_combinations,
     check_wandb_environment, check_memory, check_builds,
 )
