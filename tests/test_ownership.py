@@ -59,10 +59,15 @@ def test_a_second_resume_of_a_running_run_is_refused_and_the_curves_stay_single(
         while json.loads((run / "status.json").read_text()).get("pid") != resumed.pid:
             assert resumed.poll() is None and time.monotonic() < deadline
             time.sleep(0.05)
-        second = run_script("train.py", *overrides)
-        assert_one_line_error(second, "is in use by process", str(resumed.pid))
-        evaluation = run_script("eval.py", f"ckpt_path={run}/checkpoints/last.ckpt", f"hydra.run.dir={run}")
-        assert_one_line_error(evaluation, "is in use by process", str(resumed.pid))
+        # Paused while the others try: it still owns the folder, however fast it would have finished.
+        os.kill(resumed.pid, signal.SIGSTOP)
+        try:
+            second = run_script("train.py", *overrides)
+            assert_one_line_error(second, "is in use by process", str(resumed.pid))
+            evaluation = run_script("eval.py", f"ckpt_path={run}/checkpoints/last.ckpt", f"hydra.run.dir={run}")
+            assert_one_line_error(evaluation, "is in use by process", str(resumed.pid))
+        finally:
+            os.kill(resumed.pid, signal.SIGCONT)
     finally:
         assert resumed.wait(timeout=300) == 0, resumed.stderr.read()[-3000:]
     rows = (run / "csv" / "metrics.csv").read_text().splitlines()
