@@ -30,8 +30,9 @@ train: setup
 test: setup
 	WANDB_MODE=offline $(BIN)/python -m pytest --durations=15 $(ARGS)
 
+# One worker per core: the fast tests share nothing but the read-only MNIST files.
 test-fast: setup
-	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" $(ARGS)
+	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" -n auto $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun wandb .pytest_cache
