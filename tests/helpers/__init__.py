@@ -30,7 +30,9 @@ def mnist_root() -> Path:
 
 def options(group: str) -> list[str]:
     """The option names of a config group (conf/<group>/*.yaml)."""
-    return sorted(path.stem for path in (CONF / group).glob("*.yaml"))
+    from mlplab.run.records import option_names
+
+    return option_names(group, CONF)
 
 
 def compose_config(*overrides: str, config_name: str = "config") -> DictConfig:

@@ -161,6 +161,8 @@ def check_group_overrides(argv: list[str], conf: Path) -> None:
     defaults list and end in a line about ints or NoneType."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from mlplab.run.records import option_names
+
     parser = OverridesParser.create()
     for text in command_overrides(argv):
         try:
@@ -169,11 +171,11 @@ def check_group_overrides(argv: list[str], conf: Path) -> None:
             continue
         group = override.key_or_group
         # `++` forces a value in; a folder with no option files of its own (conf/hydra) is no group.
-        if override.is_delete() or override.is_force_add() or not any((conf / group).glob("*.yaml")):
+        options = option_names(group, conf)
+        if override.is_delete() or override.is_force_add() or not options:
             continue
         if all(isinstance(value, str) for value in _group_values(override.value())):
             continue
-        options = sorted(path.stem for path in (conf / group).glob("*.yaml"))
         raise ConfigError(f"{text} is refused: the {group} group takes an option's name (one of {', '.join(options)}), "
                           f"e.g. {group}={options[0] if options else 'NAME'}.")
 

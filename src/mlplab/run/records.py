@@ -80,6 +80,11 @@ def conf_dir() -> Path:
     return project_root() / "conf"
 
 
+def option_names(group: str, conf: Path | None = None) -> list[str]:
+    """Every option of a config group, discovered from conf/<group>/*.yaml (none: not a group)."""
+    return sorted(path.stem for path in ((conf or conf_dir()) / group).glob("*.yaml"))
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading and writing
 

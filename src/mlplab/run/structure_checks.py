@@ -13,6 +13,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from mlplab.errors import ConfigError
 from mlplab.fastpath import FastPath
+from mlplab.run.build import fast_path
+from mlplab.run.records import conf_dir, option_names
 from mlplab.run.targets import check_targets
 
 # The groups every run builds from (scheduler, logger, callbacks and fastpath may be left out).
@@ -22,25 +24,17 @@ REQUIRED_GROUPS = ("data", "augment", "model", "activation", "norm", "dropout", 
 def check_groups_present(cfg: DictConfig) -> None:
     for group in REQUIRED_GROUPS:
         if not OmegaConf.is_dict(cfg.get(group)):
+            example = (option_names(group) or ["NAME"])[0]
             raise ConfigError(f"{group} is missing (~{group} or {group}=null leaves it out), but every run builds one: "
-                              f"choose an option of conf/{group}/, e.g. {group}=" + _first_option(group) + ".")
-
-
-def _first_option(group: str) -> str:
-    from mlplab.run.records import conf_dir
-
-    options = sorted(path.stem for path in (conf_dir() / group).glob("*.yaml"))
-    return options[0] if options else "NAME"
+                              f"choose an option of conf/{group}/, e.g. {group}={example}.")
 
 
 @functools.cache
 def known_keys() -> frozenset[str]:
     """The top-level keys train.py reads: conf/config.yaml's own and one per config group."""
-    from mlplab.run.records import conf_dir
-
     conf = conf_dir()
     own = yaml.safe_load((conf / "config.yaml").read_text()) or {}
-    groups = {path.name for path in conf.iterdir() if path.is_dir() and any(path.glob("*.yaml"))}
+    groups = {path.name for path in conf.iterdir() if path.is_dir() and option_names(path.name)}
     return frozenset({*own, *groups} - {"defaults", "experiment"})
 
 
@@ -65,14 +59,12 @@ def check_fastpath(cfg: DictConfig) -> None:
     if not OmegaConf.is_dict(cfg.fastpath):
         raise ConfigError(f"fastpath={cfg.fastpath!r} is not allowed: an option of conf/fastpath (fastpath=default "
                           "or fastpath=off) or its settings.")
-    settings = OmegaConf.to_container(cfg.fastpath, resolve=True)
-    settings.pop("_target_", None)
     try:
-        FastPath(**settings)
+        fast_path(cfg)
     except TypeError:
-        known = ", ".join(field.name for field in dataclasses.fields(FastPath))
-        unknown = ", ".join(sorted(set(settings) - {field.name for field in dataclasses.fields(FastPath)}))
-        raise ConfigError(f"fastpath has no setting {unknown}: its settings are {known}.") from None
+        names = [field.name for field in dataclasses.fields(FastPath)]
+        unknown = ", ".join(sorted(str(key) for key in cfg.fastpath if key not in (*names, "_target_")))
+        raise ConfigError(f"fastpath has no setting {unknown}: its settings are {', '.join(names)}.") from None
 
 
 def check_callbacks(cfg: DictConfig) -> None:

@@ -40,8 +40,8 @@ from mlplab.errors import UserError
 from mlplab import plots
 from mlplab.plots import DPI, chapter_figures as chapter, run_figures as run
 from mlplab.run.provenance import git_state
-from mlplab.run.records import (LAST_CHECKPOINT, METRICS_FILE, checkpoint_path, conf_dir, project_root, read_json,
-                                write_text)
+from mlplab.run.records import (LAST_CHECKPOINT, METRICS_FILE, checkpoint_path, conf_dir, option_names, project_root,
+                                read_json, write_text)
 from mlplab.tools.figure_runs import (GRADIENT_INTERVAL, GRADIENT_RUNS, REFERENCE, RELU_ADAM, SIGMOID_ADAM, SIGMOID_SGD,
                                       THREADS, TRAININGS, Training, check_comparable, describe_commit, runs_needed)
 from mlplab.tools.gradient_findings import gradient_findings
@@ -60,11 +60,6 @@ def config_option(group: str, name: str) -> Callable[..., nn.Module]:
     if not path.is_file():
         raise UserError(f"{group}={name!r} has no file {path}; the options are {option_names(group)}")
     return instantiate(OmegaConf.load(path))
-
-
-def option_names(group: str) -> list[str]:
-    """Every option of a config group, discovered from conf/<group>/*.yaml."""
-    return sorted(path.stem for path in (conf_dir() / group).glob("*.yaml"))
 
 
 def pure_figures() -> dict[str, Figure]:
