@@ -25,7 +25,7 @@ from statsmodels.stats.multitest import multipletests
 
 from mlplab.run.records import FINISHED
 from mlplab.tools.report.runs import is_seed_key, is_unknown
-from mlplab.tools.report.tables import MISSING, config_keys, format_param, metric_values
+from mlplab.tools.report.tables import MISSING, config_keys, format_param, is_accuracy, metric_values
 
 ALPHA = 0.05
 CONFIDENCE = 0.95
@@ -180,7 +180,7 @@ def format_difference(metric: str, value: float) -> str:
     """A signed difference: accuracies in percentage points, anything else to 4 places."""
     if math.isnan(value):
         return MISSING
-    if metric.endswith(("acc", "acc_best")):
+    if is_accuracy(metric):
         return f"{value * 100:+.2f} pp"
     return f"{value:+.4f}"
 

@@ -126,13 +126,18 @@ def format_param(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value) if isinstance(value, (list, dict)) else str(value)
 
 
+def is_accuracy(name: str) -> bool:
+    """Whether a metric is an accuracy (shown in percent, its differences in percentage points)."""
+    return name.endswith(("acc", "acc_best"))
+
+
 def format_metric(name: str, value: Any) -> str:
     """Accuracies in percent, losses to 4 places, seconds to 0.1, counts as integers."""
     if value is None or is_unknown(value):
         return MISSING
     if not is_number(value):
         return str(value)
-    if name.endswith(("acc", "acc_best")):
+    if is_accuracy(name):
         return f"{value:.2%}"
     if "seconds" in name:
         return f"{value:.1f}"
