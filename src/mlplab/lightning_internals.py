@@ -52,3 +52,8 @@ def continue_csv_columns(writer: Any, columns: list[str]) -> list[str]:
     # The writer keeps its columns sorted; the file gets the same order.
     writer.metrics_keys = sorted(columns)
     return writer.metrics_keys
+
+
+def checkpoint_contents(trainer: pl.Trainer) -> dict[str, Any]:
+    """What `trainer.save_checkpoint` would write now, in memory (a pack cuts it into its members')."""
+    return trainer._checkpoint_connector.dump_checkpoint(weights_only=False)

@@ -86,13 +86,26 @@ class BatchAugment:
         """
         if self.is_identity:
             return images
+        return warp(images, *self.draws(images, generator, batch_size))
+
+    def members(self, images: torch.Tensor, generators: Sequence[torch.Generator],
+                batch_size: int | None = None) -> torch.Tensor:
+        """Augment each member's images [members, N, pixels] with its own generator, in one resampling."""
+        if self.is_identity:
+            return images
+        draws = [self.draws(member_images, generator, batch_size) for member_images, generator in zip(images, generators)]
+        field = torch.cat([field for _, field in draws]) if self.elastic_alpha > 0 else None
+        return warp(images.flatten(0, 1), torch.cat([matrices for matrices, _ in draws]), field).view(images.shape)
+
+    def draws(self, images: torch.Tensor, generator: torch.Generator,
+              batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The affine maps and displacement fields of `images` [N, pixels], batch by batch."""
         device, side = images.device, image_side(images)
         matrices, fields = [], []
         for count in [len(part) for part in images.split(batch_size or len(images))]:
             fields.append(self.displacement(count, side, generator, device) if self.elastic_alpha > 0 else None)
             matrices.append(self.affine_matrices(count, generator, device))
-        field = torch.cat(fields) if self.elastic_alpha > 0 else None
-        return warp(images, torch.cat(matrices), field)
+        return torch.cat(matrices), torch.cat(fields) if self.elastic_alpha > 0 else None
 
 
 def affine_matrices(

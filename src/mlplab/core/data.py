@@ -1,11 +1,15 @@
-"""MNIST as a LightningDataModule: IDX reading in place, MD5 checks, the seeded split, normalization.
+"""MNIST as a LightningDataModule: IDX reading in place, MD5 checks, the split, normalization.
 
-The whole data set is small (~55 MB as uint8), so it is held as tensors on the training device and
-batches are cut by index (see `DeviceBatches`). Conversion to float, augmentation and normalization
-happen on each batch, on whatever device it is on, in `on_after_batch_transfer`.
+The whole data set is small (~55 MB as uint8), so it is held once, as tensors on the training
+device, and batches are cut by index (see `DeviceBatches`). Conversion to float, augmentation and
+normalization happen on each batch, on whatever device it is on, in `on_after_batch_transfer`.
 
-The data order and the augmentation draws of an epoch depend only on (seed, epoch) (`epoch_seed`),
-so reruns and resumed runs see the same batches.
+`seed` is one seed or a list, one per member of a pack (`mlplab.core.model`). A training batch is
+[members, batch, pixels]: each member's own images, in its own order, with its own augmentation
+draws. The data order and the augmentation draws of an epoch depend only on (member's seed, epoch)
+(`epoch_seed`), so reruns, resumed runs and a member in any pack see the same batches. Validation
+and test batches are [batch, pixels], the same images for every member. The validation split comes
+from `split_seed`, not from `seed`: every seed and configuration is selected on the same images.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytorch_lightning as pl
@@ -135,19 +139,26 @@ def normalization_stats(mode: str, train_images: torch.Tensor) -> tuple[float, f
     raise ValueError(f"data.normalize.mode={mode!r} is not one of {NORMALIZE_MODES}")
 
 
-class ShardedPermutation:
-    """The index order of one epoch: a seeded permutation (or 0..N-1), this rank's shard of it.
+def member_seeds(seed: int | Sequence[int]) -> list[int]:
+    """The seeds of a pack's members: `seed` itself if it is a list, else a pack of one."""
+    return [int(s) for s in seed] if isinstance(seed, Sequence) and not isinstance(seed, str) else [int(seed)]
 
-    The permutation comes from a generator seeded with (seed, epoch), so the order depends only on
-    the seed and the epoch: reruns and resumed runs see the same batches. Under DDP each rank takes
-    every `world_size`-th index, as a DistributedSampler would. Lightning calls `set_epoch` at the
-    start of each epoch because this object is the `sampler` of `DeviceBatches`.
+
+class ShardedPermutation:
+    """The index order of one epoch: per member a seeded permutation ([members, N]), or 0..N-1 ([N],
+    shared by all members); this rank's shard of it.
+
+    Each member's permutation comes from a generator seeded with (its seed, epoch), so the order depends
+    only on the seed and the epoch: reruns and resumed runs see the same batches. Under DDP each rank
+    takes every `world_size`-th index, as a DistributedSampler would. Lightning calls `set_epoch` at
+    the start of each epoch because this object is the `sampler` of `DeviceBatches`.
     """
 
-    def __init__(self, count: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+    def __init__(self, count: int, shuffle: bool, seed: int | Sequence[int] = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} is outside 0..{world_size - 1}")
-        self.count, self.shuffle, self.seed = count, shuffle, seed
+        self.count, self.shuffle, self.seeds = count, shuffle, member_seeds(seed)
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
@@ -156,13 +167,12 @@ class ShardedPermutation:
 
     def indices(self) -> torch.Tensor:
         if self.shuffle:
-            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-            order = torch.randperm(self.count, generator=generator)
+            orders = [torch.randperm(self.count, generator=torch.Generator().manual_seed(epoch_seed(seed, self.epoch)))
+                      for seed in self.seeds]
             # Equal shards keep the ranks in step; the few indices left over change every epoch.
-            order = order[: self.count - self.count % self.world_size]
-        else:
-            order = torch.arange(self.count)
-        return order[self.rank :: self.world_size]
+            order = torch.stack(orders)[:, : self.count - self.count % self.world_size]
+            return order[:, self.rank :: self.world_size]
+        return torch.arange(self.count)[self.rank :: self.world_size]
 
     def __len__(self) -> int:
         if self.shuffle:
@@ -192,10 +202,11 @@ class DeviceBatches:
         return self.num_batches
 
     def gathered(self, rows: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """The epoch's images and labels, `rows` at a time, in the epoch's order."""
-        order = self.sampler.indices().to(self.labels.device)[: self.num_batches * self.batch_size]
-        for start in range(0, len(order), rows):
-            index = order[start : start + rows]
+        """The epoch's images and labels, `rows` at a time, in the epoch's order (with a leading
+        member axis when the order has one)."""
+        order = self.sampler.indices().to(self.labels.device)[..., : self.num_batches * self.batch_size]
+        for start in range(0, order.shape[-1], rows):
+            index = order[..., start : start + rows]
             yield self.images[index], self.labels[index]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -203,7 +214,7 @@ class DeviceBatches:
 
 
 class MNISTDataModule(pl.LightningDataModule):
-    """Official 60k/10k MNIST with a seeded validation split carved from train.
+    """Official 60k/10k MNIST with a validation split carved from train (seeded by `split_seed`).
 
     The class attributes describe the data set to the rest of the package (the model's input and
     output sizes, the checks on `val_size`), so no other module needs to know them.
@@ -223,19 +234,21 @@ class MNISTDataModule(pl.LightningDataModule):
         val_size: int = 5000,
         normalize: dict | None = None,
         download: bool = True,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         augment: BatchAugment | None = None,
+        split_seed: int = 0,
         root_key: str = "data.root",
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augment", "root_key"])
         self.root_key = root_key
         self.augment = None if augment is None or augment.is_identity else augment
-        self._generator: torch.Generator | None = None
+        self._generators: list[torch.Generator] = []
         self._generator_key: tuple | None = None
         self.root = root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.val_size, self.seed, self.download = val_size, seed, download
+        self.seeds, self.split_seed = member_seeds(seed), split_seed
         self.normalize_mode = (normalize or {}).get("mode", "minmax")
         self.mean, self.std = 0.0, 1.0
         self.file_md5s: dict[str, str] = {}
@@ -253,7 +266,7 @@ class MNISTDataModule(pl.LightningDataModule):
         self.file_md5s = verify_files(self.root, self.root_key)
         train_images, train_labels = load_split(self.root, train=True)
         test_images, test_labels = load_split(self.root, train=False)
-        order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(self.seed))
+        order = torch.randperm(len(train_labels), generator=torch.Generator().manual_seed(self.split_seed))
         train_index, val_index = order[self.val_size :], order[: self.val_size]
         self._splits = {
             "train": (train_images[train_index], train_labels[train_index]),
@@ -283,7 +296,7 @@ class MNISTDataModule(pl.LightningDataModule):
             self._on_device[name] = cached
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        sampler = ShardedPermutation(len(cached[1]), shuffle, self.seed, rank, world)
+        sampler = ShardedPermutation(len(cached[1]), shuffle, self.seeds, rank, world)
         return DeviceBatches(*cached, batch_size, sampler)
 
     def train_dataloader(self) -> DeviceBatches:
@@ -300,25 +313,27 @@ class MNISTDataModule(pl.LightningDataModule):
         # In pixel units, so that normalize=none passes 0..255 through exactly.
         return (images.float() - 255.0 * self.mean) / (255.0 * self.std)
 
-    def augment_generator(self, device: torch.device) -> torch.Generator:
-        """The augmentation generator for the current epoch, seeded from (seed, epoch).
+    def augment_generators(self, device: torch.device) -> list[torch.Generator]:
+        """Each member's augmentation generator for the current epoch, seeded from (its seed, epoch).
 
         Reseeding per epoch makes a run resumed from an epoch-end checkpoint draw exactly what the
         uninterrupted run drew.
         """
         epoch = self.trainer.current_epoch if self.trainer is not None else 0
         key = (epoch, str(device))
-        if self._generator is None or self._generator_key != key:
-            self._generator = torch.Generator(device=device).manual_seed(epoch_seed(self.seed, epoch, AUGMENT_STREAM))
+        if self._generator_key != key:
+            self._generators = [torch.Generator(device=device).manual_seed(epoch_seed(seed, epoch, AUGMENT_STREAM))
+                                for seed in self.seeds]
             self._generator_key = key
-        return self._generator
+        return self._generators
 
     def training_pixels(self, images: torch.Tensor) -> torch.Tensor:
-        """Training images (one batch or several gathered at once) as float pixels, augmented batch by
-        batch, so each batch draws what it would draw alone."""
+        """Training images [members, rows, pixels] (one batch or several gathered at once) as float
+        pixels, augmented batch by batch from each member's generator, so each batch draws what it
+        would draw alone."""
         pixels = images.float()
         if self.augment is not None:
-            pixels = self.augment(pixels, self.augment_generator(images.device), self.batch_size)
+            pixels = self.augment.members(pixels, self.augment_generators(images.device), self.batch_size)
         return pixels
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

@@ -3,6 +3,12 @@
 The activation and norm arrive as factories (Hydra partials from conf/activation and conf/norm):
 `activation()` builds one activation module, `norm(width)` one norm layer, once per block, so each
 block owns its learnable parameters (PReLU's slope, Swish's beta, the norm's affine terms).
+
+An MLP is a pack of members, one per seed (`mlplab.core.pack`): each member's layers are built
+with torch's global generator seeded by the member's seed, exactly as one network alone would be,
+then stacked along a leading member axis. One seed is a pack of one. Inputs are [batch, features]
+(shared by all members: validation and test) or [members, batch, features] (each member's own
+training batch); outputs are always [members, batch, classes].
 """
 
 from __future__ import annotations
@@ -13,6 +19,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from mlplab.core.pack import MemberGenerators, PackedDropout, PackedLinear, pack_layers
+
+DROPOUT_STREAM = 5_381  # which of a member's random streams its dropout masks come from
 ActivationFactory = Callable[[], nn.Module]
 NormFactory = Callable[[int], nn.Module]
 
@@ -48,7 +57,7 @@ INITS: dict[str, Callable[[nn.Linear], None] | None] = {
 
 
 class MLP(nn.Module):
-    """A multilayer perceptron that maps flattened images to class logits (softmax lives in the loss)."""
+    """A pack of multilayer perceptrons that map flattened images to class logits (softmax lives in the loss)."""
 
     def __init__(
         self,
@@ -59,37 +68,68 @@ class MLP(nn.Module):
         norm: NormFactory,
         dropout: float = 0.0,
         init: str = "default",
+        seeds: Sequence[int] = (0,),
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
+        self.seeds = [int(seed) for seed in seeds]
+        widths = [input_size, *hidden_sizes]
+        members = [self._member_layers(seed, widths, num_classes, activation, norm, dropout, init)
+                   for seed in self.seeds]
+        self.generators = MemberGenerators(self.seeds, DROPOUT_STREAM)
+        layers = [PackedDropout(column[0].p, self.generators) if isinstance(column[0], nn.Dropout)
+                  else pack_layers(column) for column in zip(*members)]
         # Positions in `layers` of each hidden block's activation: only the model knows its layout.
-        self._activation_positions: list[int] = []
-        width = input_size
-        for hidden in hidden_sizes:
-            layers += [nn.Linear(width, hidden), norm(hidden), activation()]
-            self._activation_positions.append(len(layers) - 1)
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = hidden
-        layers.append(nn.Linear(width, num_classes))
+        stride = 4 if dropout > 0 else 3
+        self._activation_positions = [stride * block + 2 for block in range(len(hidden_sizes))]
         self.layers = nn.Sequential(*layers)
-        if INITS[init] is not None:
-            for layer in self.linear_layers():
-                INITS[init](layer)
+        self._register_load_state_dict_pre_hook(self._add_member_axis)
+
+    @staticmethod
+    def _member_layers(seed: int, widths: Sequence[int], num_classes: int, activation: ActivationFactory,
+                       norm: NormFactory, dropout: float, init: str) -> list[nn.Module]:
+        """One member's layers, drawn from torch's global generator seeded with its seed."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            layers: list[nn.Module] = []
+            for width, hidden in zip(widths, widths[1:]):
+                layers += [nn.Linear(width, hidden), norm(hidden), activation()]
+                if dropout > 0:
+                    layers.append(nn.Dropout(dropout))
+            layers.append(nn.Linear(widths[-1], num_classes))
+            if INITS[init] is not None:
+                for layer in layers:
+                    if isinstance(layer, nn.Linear):
+                        INITS[init](layer)
+        return layers
+
+    @property
+    def members(self) -> int:
+        return len(self.seeds)
 
     @staticmethod
     def parameter_count(input_size: int, hidden_sizes: Sequence[int], num_classes: int) -> int:
-        """Weights and biases of the Linear layers: what the memory check weighs before building."""
+        """Weights and biases of one member's Linear layers: what the memory check weighs before building."""
         widths = [input_size, *hidden_sizes, num_classes]
         return sum((fan_in + 1) * fan_out for fan_in, fan_out in zip(widths, widths[1:]))
 
-    def linear_layers(self) -> list[nn.Linear]:
+    def linear_layers(self) -> list[PackedLinear]:
         """Every Linear layer from the input side: one per hidden block, then the output layer."""
-        return [m for m in self.layers if isinstance(m, nn.Linear)]
+        return [m for m in self.layers if isinstance(m, PackedLinear)]
 
     def hidden_activations(self) -> list[nn.Module]:
-        """The activation module of each hidden block, from the input side."""
+        """The activation module of each hidden block, from the input side (outputs [members, batch, units])."""
         return [self.layers[position] for position in self._activation_positions]
 
+    def _add_member_axis(self, state_dict: dict, prefix: str, *args: object) -> None:
+        """A checkpoint saved before the member axis holds one network: its tensors gain an axis of one."""
+        if self.members != 1:
+            return
+        for name, tensor in self.state_dict().items():
+            value = state_dict.get(prefix + name)
+            if isinstance(value, torch.Tensor) and value.shape == tensor.shape[1:]:
+                state_dict[prefix + name] = value.unsqueeze(0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:  # one batch for every member: a real copy each, so each member's matmul is its own
+            x = x.unsqueeze(0).repeat(self.members, 1, 1)
         return self.layers(x)

@@ -43,7 +43,8 @@ class ChunkedBatches(DeviceBatches):
 
 
 class ChunkedMNIST(MNISTDataModule):
-    """MNISTDataModule whose training batches are chunks: lists of (inputs, labels), one per batch."""
+    """MNISTDataModule whose training batches are chunks: lists of (inputs, labels), one per batch, each
+    with the members' axis first."""
 
     chunk = 1  # set by FastPath.attach
     _taken_limit: tuple[pl.Trainer, int | float] | None = None
@@ -66,4 +67,4 @@ class ChunkedMNIST(MNISTDataModule):
             return super().on_after_batch_transfer(batch, dataloader_idx)
         images, labels = batch
         inputs = self.to_input(self.training_pixels(images))
-        return list(zip(inputs.split(self.batch_size), labels.split(self.batch_size)))
+        return list(zip(inputs.split(self.batch_size, dim=1), labels.split(self.batch_size, dim=1)))

@@ -10,7 +10,7 @@ scheduler's step), the batch's shape (a short last batch runs eagerly), or an ea
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 
 import torch
 
@@ -26,8 +26,8 @@ class GraphedStep:
     loss is a copy, valid after later replays.
     """
 
-    def __init__(self, step: Step, warmup: int = 3) -> None:
-        self.step, self.warmup = step, warmup
+    def __init__(self, step: Step, warmup: int = 3, generators: Sequence[torch.Generator] = ()) -> None:
+        self.step, self.warmup, self.generators = step, warmup, list(generators)
         self.eager_steps = self.replays = self.captures = 0
         self._graph: torch.cuda.CUDAGraph | None = None
         self._key: Hashable = None
@@ -62,6 +62,8 @@ class GraphedStep:
         self._graph = None  # free the old graph's memory first
         self._inputs = (x.clone(), y.clone())
         graph = torch.cuda.CUDAGraph()
+        for generator in self.generators:  # each replay then draws the next numbers, as an eager step would
+            graph.register_generator_state(generator)
         with torch.cuda.graph(graph):
             self._loss = self.step(*self._inputs)
         self._graph, self._key = graph, key

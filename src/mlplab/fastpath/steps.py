@@ -31,7 +31,7 @@ class FastClassifier(MLPClassifier):
             if 0 <= self.trainer.max_steps <= self.global_step:  # max_steps counts optimizer steps
                 break
             losses.append(self._one_step(x, y))
-            self.count_step(len(y))
+            self.count_step(y.shape[-1])
         count_extra_steps(self.trainer, len(losses))
         return torch.stack(losses) if losses else None
 
@@ -54,7 +54,11 @@ class FastClassifier(MLPClassifier):
 
     def on_train_start(self) -> None:
         super().on_train_start()
-        self._graphed = GraphedStep(self._captured_step) if self.uses_cuda_graph() else None
+        if self.uses_cuda_graph():
+            # Dropout masks come from the members' own CUDA generators, which a graph must advance.
+            self._graphed = GraphedStep(self._captured_step, generators=self.net.generators.on(self.device))
+        else:
+            self._graphed = None
 
     def optimizer_options(self, optimizer: OptimizerFactory) -> dict[str, Any]:
         options = super().optimizer_options(optimizer)

@@ -17,7 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from mlplab.core.classifier import MODULE_GROUPS, MLPClassifier
-from mlplab.core.data import MNISTDataModule
+from mlplab.core.data import MNISTDataModule, member_seeds
 from mlplab.errors import ConfigError
 from mlplab.fastpath import FastPath
 from mlplab.run.targets import check_targets
@@ -50,7 +50,8 @@ def module_settings(cfg: DictConfig, data: type[MNISTDataModule] | MNISTDataModu
     """The module's groups as plain values, the model's with the data set's input and output sizes."""
     settings = {name: OmegaConf.to_container(cfg[name], resolve=True) if cfg.get(name) is not None else {}
                 for name in MODULE_GROUPS}
-    settings["model"] = {**settings["model"], "input_size": data.input_size, "num_classes": data.num_classes}
+    settings["model"] = {**settings["model"], "input_size": data.input_size, "num_classes": data.num_classes,
+                         "seeds": member_seeds(cfg.seed)}
     return settings
 
 

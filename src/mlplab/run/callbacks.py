@@ -6,9 +6,11 @@
 - `ActivationStats`: mean, std and fraction of exact zeros (dead ReLUs) of each hidden activation.
 - `ConfusionMatrix`: the test set's 10x10 confusion matrix, as JSON and as a figure.
 
-Scalars go through `pl_module.log`, so they reach every active logger (csv/metrics.csv, wandb).
-Figures are written under `<trainer.default_root_dir>/figures/` and also sent to the loggers that
-have `log_image` (WandbLogger). Drawing lives in `mlplab.plots`; these classes only hook Lightning.
+Every measure is taken per member of the pack (`mlplab.core.model`: weights [members, ...]).
+Scalars go through the module's `log_members`, so each member's record gets its own value and the
+loggers of the pack their mean. Figures are written under each member's `figures/` (a single run's:
+`<trainer.default_root_dir>/figures/`) and also sent to the member's loggers that have `log_image`
+(WandbLogger). Drawing lives in `mlplab.plots`; these classes only hook Lightning.
 
 conf/callbacks/ configures which of them a run has. `FitClock` and `FlushLoggers` keep the run's
 own records and are always there (see each for why Lightning's own is not used).
@@ -29,6 +31,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 
 from mlplab.core.model import MLP
 from mlplab.plots.run_figures import confusion_matrix_figure, weight_grid_figure
+from mlplab.run.members import Member, MemberLoggers
 from mlplab.run.records import FIGURES_DIR
 
 
@@ -43,8 +46,16 @@ def _whole(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
-def _log_image(trainer: pl.Trainer, key: str, path: Path) -> None:
+def members_of(trainer: pl.Trainer) -> list[Member]:
+    """The members whose records a callback writes: a pack's, or the single run's own directory and loggers."""
     for logger in trainer.loggers:
+        if isinstance(logger, MemberLoggers):
+            return [m for m in logger.members if m.index not in logger.module.failed_members]
+    return [Member(0, 0, Path(trainer.default_root_dir), list(trainer.loggers))]
+
+
+def _log_image(trainer: pl.Trainer, member: Member, key: str, path: Path) -> None:
+    for logger in member.loggers:
         if hasattr(logger, "log_image"):
             logger.log_image(key=key, images=[str(path)], step=trainer.global_step)
 
@@ -77,12 +88,15 @@ class WeightImages(Callback):
         self._drawn_step = trainer.global_step
         if not trainer.is_global_zero:
             return None
-        folder = Path(trainer.default_root_dir) / FIGURES_DIR
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"weights_epoch{epoch:03d}.png"
-        weight_grid_figure(_net(pl_module).linear_layers()[0].weight).savefig(path)
-        shutil.copyfile(path, folder / "weights.png")
-        _log_image(trainer, "weights/first_layer", path)
+        weights = _net(pl_module).linear_layers()[0].weight
+        path = None
+        for member in members_of(trainer):
+            folder = member.directory / FIGURES_DIR
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"weights_epoch{epoch:03d}.png"
+            weight_grid_figure(weights[member.index]).savefig(path)
+            shutil.copyfile(path, folder / "weights.png")
+            _log_image(trainer, member, "weights/first_layer", path)
         return path
 
 
@@ -103,8 +117,9 @@ class GradientNorms(Callback):
     """
 
     def __init__(self) -> None:
-        self._epoch_sums: torch.Tensor | None = None  # [2, layers]: norm and RMS, summed over the epoch's steps
-        self._interval_sums: torch.Tensor | None = None  # [layers]: RMS summed over the interval's steps
+        # [2, layers, members]: norm and RMS, summed over the epoch's steps
+        self._epoch_sums: torch.Tensor | None = None
+        self._interval_sums: torch.Tensor | None = None  # [layers, members]: RMS summed over the interval's steps
         self._inverse_sqrt_sizes: torch.Tensor | None = None
         self._epoch_steps = self._interval_steps = 0
         # (epoch, last step, mean RMS) of the intervals that ended in this batch, logged when it ends.
@@ -112,11 +127,13 @@ class GradientNorms(Callback):
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         layers = _net(pl_module).linear_layers()
-        self._inverse_sqrt_sizes = torch.tensor([layer.weight.numel() ** -0.5 for layer in layers],
-                                                device=pl_module.device)
-        self._epoch_sums = torch.zeros(2, len(layers), device=pl_module.device)
-        if self._interval_sums is None or self._interval_sums.device != pl_module.device:
-            self._interval_sums = torch.zeros(len(layers), device=pl_module.device)
+        members = _net(pl_module).members
+        self._inverse_sqrt_sizes = torch.tensor([(layer.weight[0].numel()) ** -0.5 for layer in layers],
+                                                device=pl_module.device).unsqueeze(1)
+        self._epoch_sums = torch.zeros(2, len(layers), members, device=pl_module.device)
+        if self._interval_sums is None or self._interval_sums.shape != (len(layers), members) \
+                or self._interval_sums.device != pl_module.device:
+            self._interval_sums = torch.zeros(len(layers), members, device=pl_module.device)
             self._interval_steps = 0
         self._epoch_steps = 0
 
@@ -126,8 +143,8 @@ class GradientNorms(Callback):
         gradients = [layer.weight.grad for layer in _net(pl_module).linear_layers()]
         if self._epoch_sums is None or any(gradient is None for gradient in gradients):
             return
-        # One fused kernel for all layers, and no .item(): a host sync per step would stall the GPU.
-        norms = torch.stack(torch._foreach_norm(gradients)).float()
+        # No .item(): a host sync per step would stall the GPU. Each member's norm over its own slice.
+        norms = torch.stack([gradient.flatten(1).norm(dim=1) for gradient in gradients]).float()
         rms = norms * self._inverse_sqrt_sizes
         self._epoch_sums += torch.stack([norms, rms])
         self._interval_sums += rms
@@ -143,18 +160,17 @@ class GradientNorms(Callback):
                            batch_idx: int) -> None:
         # After the batch's steps (several on the fast path), as the module logs its training loss.
         for epoch, step, means in self._interval_logs:
-            metrics = {f"grad_rms_interval/linear{index}": mean for index, mean in enumerate(means.tolist())}
-            metrics["epoch"] = epoch  # as in Lightning's rows: readers see where each epoch ends
-            for logger in trainer.loggers:
-                logger.log_metrics(metrics, step=step)
+            metrics = {f"grad_rms_interval/linear{index}": mean for index, mean in enumerate(means)}
+            # `epoch` as in Lightning's rows: readers see where each epoch ends
+            pl_module.log_member_rows(metrics, step, epoch=epoch)
         self._interval_logs.clear()
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._epoch_sums is None or self._epoch_steps == 0:
             return
         norms, rms = self._epoch_sums / self._epoch_steps
-        pl_module.log_dict({f"grad_norm/linear{index}": mean for index, mean in enumerate(norms)}
-                           | {f"grad_rms/linear{index}": mean for index, mean in enumerate(rms)}, on_epoch=True)
+        pl_module.log_members({f"grad_norm/linear{index}": mean for index, mean in enumerate(norms)}
+                              | {f"grad_rms/linear{index}": mean for index, mean in enumerate(rms)}, on_epoch=True)
 
 
 class ActivationStats(Callback):
@@ -197,8 +213,8 @@ class ActivationStats(Callback):
 
     @torch.no_grad()
     def statistics(self, net: MLP, inputs: torch.Tensor) -> torch.Tensor:
-        """[hidden layers, 4]: mean, std, zero fraction and dead-unit fraction of each hidden activation's
-        output on `inputs`."""
+        """[hidden layers, 4, members]: mean, std, zero fraction and dead-unit fraction of each hidden
+        activation's output on `inputs`, per member."""
         outputs: list[torch.Tensor] = []
         handles = [
             module.register_forward_hook(lambda module, args, output: outputs.append(output))
@@ -214,8 +230,8 @@ class ActivationStats(Callback):
             for module, training in modes.items():
                 module.training = training
         return torch.stack([
-            torch.stack([output.float().mean(), output.float().std(), (output == 0).float().mean(),
-                         (output == 0).all(dim=0).float().mean()])
+            torch.stack([output.float().flatten(1).mean(dim=1), output.float().flatten(1).std(dim=1),
+                         (output == 0).float().flatten(1).mean(dim=1), (output == 0).all(dim=1).float().mean(dim=1)])
             for output in outputs
         ])
 
@@ -223,14 +239,14 @@ class ActivationStats(Callback):
         self._recorded_epoch = trainer.current_epoch
         stats = self.statistics(_net(pl_module), self.fixed_inputs(trainer, pl_module))
         metrics = {}
-        for index, (mean, std, zero_frac, dead_frac) in enumerate(stats.tolist()):
+        for index, (mean, std, zero_frac, dead_frac) in enumerate(stats):
             metrics |= {
                 f"activation/layer{index}/mean": mean,
                 f"activation/layer{index}/std": std,
                 f"activation/layer{index}/zero_frac": zero_frac,
                 f"activation/layer{index}/dead_frac": dead_frac,
             }
-        pl_module.log_dict(metrics, on_epoch=True)
+        pl_module.log_members(metrics, on_epoch=True)
 
 
 class ConfusionMatrix(Callback):
@@ -238,17 +254,23 @@ class ConfusionMatrix(Callback):
 
     Writes `confusion_matrix.json` (a list of lists of counts) and `figures/confusion_matrix.png` in
     the run directory and logs the figure as `test/confusion_matrix` where a logger has `log_image`.
-    The counts of the last test run stay in `self.matrix`.
+    The counts of the last test run stay in `self.matrices` (one per member; `self.matrix` is the first's).
     """
 
     def __init__(self) -> None:
-        self.matrix: torch.Tensor | None = None
-        self._metric: MulticlassConfusionMatrix | None = None
+        self.matrices: list[torch.Tensor] = []
+        self._metrics: list[MulticlassConfusionMatrix] = []
+
+    @property
+    def matrix(self) -> torch.Tensor | None:
+        return self.matrices[0] if self.matrices else None
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        num_classes = _net(pl_module).linear_layers()[-1].out_features
+        net = _net(pl_module)
+        num_classes = net.linear_layers()[-1].out_features
         # Labels come from the datamodule; the argument checks would cost a host sync per batch.
-        self._metric = MulticlassConfusionMatrix(num_classes, validate_args=False).to(pl_module.device)
+        self._metrics = [MulticlassConfusionMatrix(num_classes, validate_args=False).to(pl_module.device)
+                         for _ in range(net.members)]
 
     def on_test_batch_end(
         self,
@@ -259,19 +281,22 @@ class ConfusionMatrix(Callback):
         batch_idx: int,
         dataloader_idx: int = 0,
     ) -> None:
-        # test_step returns its logits, so the matrix costs no second forward pass.
-        self._metric.update(outputs, batch[1])
+        # test_step returns each member's logits, so the matrix costs no second forward pass.
+        for metric, logits in zip(self._metrics, outputs):
+            metric.update(logits, batch[1])
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.matrix = self._metric.compute().cpu()  # on every rank: compute() gathers across ranks
+        # On every rank: compute() gathers across ranks
+        self.matrices = [metric.compute().cpu() for metric in self._metrics]
         if not trainer.is_global_zero:
             return
-        folder = Path(trainer.default_root_dir)
-        (folder / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
-        (folder / "confusion_matrix.json").write_text(json.dumps(self.matrix.tolist()) + "\n")
-        path = folder / FIGURES_DIR / "confusion_matrix.png"
-        confusion_matrix_figure(self.matrix).savefig(path)
-        _log_image(trainer, "test/confusion_matrix", path)
+        for member in members_of(trainer):
+            matrix, folder = self.matrices[member.index], member.directory
+            (folder / FIGURES_DIR).mkdir(parents=True, exist_ok=True)
+            (folder / "confusion_matrix.json").write_text(json.dumps(matrix.tolist()) + "\n")
+            path = folder / FIGURES_DIR / "confusion_matrix.png"
+            confusion_matrix_figure(matrix).savefig(path)
+            _log_image(trainer, member, "test/confusion_matrix", path)
 
 
 class FitClock(Callback):

@@ -29,6 +29,7 @@ from mlplab.run.structure_checks import (check_callbacks, check_fastpath, check_
 DECOUPLED_OPTIMIZERS = ("torch.optim.Adam", "torch.optim.AdamW")
 GPU_ACCELERATORS = ("gpu", "cuda")
 MAX_SEED = 2**32 - 1  # numpy's seeds are 32-bit
+MAX_MEMBERS = 256  # members of one pack
 MAX_TAG = 64  # characters: wandb refuses longer tags when the run starts, after the data is read
 # Switches of torch's optimizers; where torch defaults them to None (its own choice), null is allowed.
 OPTIMIZER_SWITCHES = ("amsgrad", "nesterov", "maximize", "capturable", "differentiable", "decoupled_weight_decay")
@@ -73,8 +74,21 @@ def _require_number(cfg: DictConfig, key: str, low: float, high: float | None = 
     _require(ok, key, value, f"{kind} {bounds}")
 
 
+def check_seeds(cfg: DictConfig, key: str) -> None:
+    """One seed, or a pack's list of distinct seeds (one member each)."""
+    value = OmegaConf.select(cfg, key)
+    if not OmegaConf.is_list(value):
+        _require_number(cfg, key, 0, MAX_SEED, integer=True)
+        return
+    seeds = OmegaConf.to_object(value)
+    fix = f"a list of 1 to {MAX_MEMBERS} distinct integers in [0, {MAX_SEED}], e.g. {key}=[1,2,3,4,5]"
+    _require(1 <= len(seeds) <= MAX_MEMBERS and all(_is_int(seed) and 0 <= seed <= MAX_SEED for seed in seeds),
+             key, seeds, fix)
+    _require(len(set(seeds)) == len(seeds), key, seeds, "distinct seeds: each member is one seed's run")
+
+
 def check_run(cfg: DictConfig) -> None:
-    _require_number(cfg, "seed", 0, MAX_SEED, integer=True)
+    check_seeds(cfg, "seed")
     _require(isinstance(cfg.name, str) and cfg.name.strip() != "" and "/" not in cfg.name, "name", cfg.name,
              "a non-empty run name without '/' (it names the run directory)")
     tags = OmegaConf.to_object(cfg.tags) if OmegaConf.is_list(cfg.get("tags")) else cfg.get("tags")
@@ -131,7 +145,9 @@ def check_data(cfg: DictConfig) -> None:
     mode = normalize.get("mode") if OmegaConf.is_dict(normalize) else normalize
     _require(mode in NORMALIZE_MODES, "data.normalize.mode", mode, f"one of {', '.join(NORMALIZE_MODES)}")
     if "seed" in cfg.data:
-        _require_number(cfg, "data.seed", 0, MAX_SEED, integer=True)
+        check_seeds(cfg, "data.seed")
+    if "split_seed" in cfg.data:
+        _require_number(cfg, "data.split_seed", 0, MAX_SEED, integer=True)
     if "download" in cfg.data:
         _require_switch(cfg, "data.download")
 

@@ -210,8 +210,9 @@ def _started_offline(spec: DictConfig, wandb_id: str | None) -> WandbLogger:
     # A half-started run still holds its id in wandb's service, and wandb's own usage statistics
     # follow the process's settings, not the run's: both would wait for the server again (~20 s at
     # exit where it takes connections and never answers). The whole process goes offline.
-    wandb.teardown()
-    wandb.setup(wandb.Settings(mode="offline"))
+    if wandb.run is None:  # a pack's later members join the offline process its first member set up
+        wandb.teardown()
+        wandb.setup(wandb.Settings(mode="offline"))
     return _started(instantiate(spec, id=wandb_id, resume="allow", mode="offline"))
 
 
@@ -254,11 +255,20 @@ def build_wandb_logger(spec: DictConfig, wandb_id: str | None = None) -> WandbLo
     return _started_offline(spec, wandb_id)  # no credentials; wandb prints the `wandb sync` command at the end
 
 
-def build_loggers(cfg: DictConfig, wandb_id: str | None = None) -> list[Logger]:
-    """One logger per entry of cfg.logger; a wandb logger resumes run `wandb_id` if given."""
+def build_loggers(cfg: DictConfig, wandb_id: str | None = None, wandb: bool = True,
+                  group_runs: bool = False) -> list[Logger]:
+    """One logger per entry of cfg.logger; a wandb logger resumes run `wandb_id` if given. Without
+    `wandb`, the wandb entries are left out (a pack's own records: its members are the wandb runs);
+    with `group_runs`, each wandb logger starts a run beside the process's others (a pack's members)."""
     wandb_keys = wandb_specs(cfg).keys()
-    return [build_wandb_logger(spec, wandb_id) if key in wandb_keys else instantiate(spec)
-            for key, spec in (cfg.get("logger") or {}).items()]
+    loggers = []
+    for key, spec in (cfg.get("logger") or {}).items():
+        if key not in wandb_keys:
+            loggers.append(instantiate(spec))
+        elif wandb:
+            loggers.append(build_wandb_logger(OmegaConf.merge(spec, {"reinit": "create_new"}) if group_runs else spec,
+                                              wandb_id))
+    return loggers
 
 
 def log_run(loggers: list[Logger], config: dict[str, Any], info: dict[str, Any]) -> None:

@@ -35,6 +35,8 @@ LAST_CHECKPOINT = "last.ckpt"  # written at each epoch's end; what a resume cont
 BEST_CHECKPOINT = "best.ckpt"  # the epoch of highest val/acc; what a run tests
 INTERRUPTED_CHECKPOINT = "interrupted.ckpt"  # the state a stop signal met
 OWNER_FILE = ".owner"
+PACK_FILE = "pack.json"  # in a pack's directory: its members (each member's directory is a run)
+SUMMARY_FILE = "summary.json"  # in a pack's directory: the members' means, stds and intervals
 
 # What status.json says: running until the run ends, then finished, failed or interrupted. A run
 # killed without warning (SIGKILL, the OOM killer, a lost node) cannot write; read_status reports

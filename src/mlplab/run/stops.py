@@ -38,10 +38,14 @@ class NonFiniteLossGuard(pl.Callback):
     """Stop as soon as the training loss is NaN or inf, naming the epoch and the optimizer step.
 
     A training batch may hold several optimizer steps (mlplab.fastpath); the module returns each
-    step's loss. On the CPU every step is checked (reading a scalar costs nothing there). On an
-    accelerator the check runs once every `trainer.log_every_n_steps` steps, because reading the loss
-    forces the host to wait for the device; it then reads the losses of the whole batch, and the error names
-    the interval in which the loss went bad.
+    step's loss per member ([steps, members]). On the CPU every step is checked (reading a scalar
+    costs nothing there). On an accelerator the check runs once every `trainer.log_every_n_steps`
+    steps, because reading the loss forces the host to wait for the device; it then reads the
+    losses of the whole batch, and the error names the interval in which the loss went bad.
+
+    In a pack, a member whose loss goes bad is recorded failed at its step (the module's
+    `failed_members`) while the others train on; members share no weights, so theirs are unchanged.
+    The run stops when no member is left.
     """
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule, outputs: Any, batch: Any,
@@ -49,7 +53,8 @@ class NonFiniteLossGuard(pl.Callback):
         losses = outputs["loss"] if isinstance(outputs, dict) else outputs
         if losses is None:
             return
-        losses = losses.reshape(-1)
+        members = getattr(module, "members", 1)
+        losses = losses.reshape(-1, members)
         step, first = trainer.global_step, trainer.global_step - len(losses)
         every = 1 if module.device.type == "cpu" else max(1, trainer.log_every_n_steps)
         if every > 1 and step // every == first // every:  # no multiple of `every` in this batch's steps
@@ -57,15 +62,25 @@ class NonFiniteLossGuard(pl.Callback):
         finite = torch.isfinite(losses)
         if finite.all().item():
             return
+        failed = getattr(module, "failed_members", {})
+        went_bad = [member for member in range(members) if member not in failed and not finite[:, member].all().item()]
+        reasons = {member: self.reason(trainer, losses[:, member], finite[:, member], first, every)
+                   for member in went_bad}
+        if len(failed) + len(went_bad) < members:
+            failed.update(reasons)
+            return
+        if went_bad:
+            raise NonFiniteLossError(reasons[went_bad[0]])
+
+    @staticmethod
+    def reason(trainer: pl.Trainer, losses: torch.Tensor, finite: torch.Tensor, first: int, every: int) -> str:
         bad = int((~finite).nonzero()[0]) + 1  # steps are counted from 1
         where = f"step {first + bad}" if every == 1 else f"step {first + bad} (checked every {every} steps)"
         checkpoint = checkpoint_path(trainer.default_root_dir)
         kept = f"the last good checkpoint is {checkpoint}" if checkpoint.exists() else "no epoch had finished, so no checkpoint was kept"
-        raise NonFiniteLossError(
-            f"training loss became {losses[bad - 1].item()} at epoch {trainer.current_epoch}, {where}: "
-            f"lower optimizer.lr (now {trainer.optimizers[0].param_groups[0]['lr']:g}), use a norm layer, "
-            f"or check data.normalize; {kept}."
-        )
+        return (f"training loss became {losses[bad - 1].item()} at epoch {trainer.current_epoch}, {where}: "
+                f"lower optimizer.lr (now {trainer.optimizers[0].param_groups[0]['lr']:g}), use a norm layer, "
+                f"or check data.normalize; {kept}.")
 
 
 class StopOnSignal(pl.Callback):

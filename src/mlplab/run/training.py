@@ -31,7 +31,8 @@ from rich.syntax import Syntax
 from rich.tree import Tree
 
 from mlplab.core.classifier import MLPClassifier
-from mlplab.core.data import MNISTDataModule
+from mlplab.core.data import MNISTDataModule, member_seeds
+from mlplab.errors import ConfigError
 from mlplab.run import resume
 from mlplab.run.build import build_callbacks, build_datamodule, build_module, build_trainer, fast_path
 from mlplab.run.callbacks import FitClock, FlushLoggers
@@ -42,6 +43,7 @@ from mlplab.run.records import (BEST_CHECKPOINT, CHECKPOINTS_DIR, ERROR_LOG, FAI
                                 INTERRUPTED_CHECKPOINT, checkpoint_path, covers_all,
                                 METRICS_FILE, RUN_INFO_FILE, RUNNING, now, read_json, release, slurm_job, write_json,
                                 write_status, write_text)
+from mlplab.run.packs import PackRun
 from mlplab.run.stops import NonFiniteLossGuard, RunInterrupted, StopOnSignal
 
 
@@ -83,17 +85,22 @@ def start_info(cfg: DictConfig, output_dir: Path, data_md5s: dict[str, str]) -> 
     if info is not None:
         info.setdefault("resumed", []).append(now())
     else:
-        info = {**run_info(cfg.seed, data_md5s), "wandb_id": secrets.token_hex(4)}
+        seeds = member_seeds(cfg.seed)
+        info = {**run_info(seeds if len(seeds) > 1 else seeds[0], data_md5s), "wandb_id": secrets.token_hex(4)}
     if is_rank_zero():
         write_json(output_dir / RUN_INFO_FILE, info)
     return info
 
 
-def resume_command(output_dir: Path) -> str:
+def task_overrides() -> list[str]:
+    """The command line's overrides (none when the config was composed without Hydra's app)."""
     from hydra.core.hydra_config import HydraConfig
 
-    overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
-    overrides = [o for o in overrides if not o.startswith(("resume=", "hydra."))]
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def resume_command(output_dir: Path) -> str:
+    overrides = [o for o in task_overrides() if not o.startswith(("resume=", "hydra."))]
     return shlex.join(["python", "train.py", *overrides, readable_override("resume", str(output_dir))])
 
 
@@ -143,30 +150,39 @@ def smoke_reason(cfg: DictConfig) -> str | None:
 
 
 def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, datamodule: MNISTDataModule,
-                 checkpoints: ModelCheckpoint, clock: FitClock, ckpt_path: Path | None) -> dict[str, Any]:
+                 checkpoints: ModelCheckpoint, clock: FitClock, ckpt_path: Path | None,
+                 pack: PackRun | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+    """The run's metrics.json (a pack: each member's)."""
     trainer.fit(fast_path(cfg).prepared(module), datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = clock.fit_seconds
-    tested = "best" if checkpoints.monitor and checkpoints.best_model_path else "last"
-    results = trainer.test(module, datamodule=datamodule, ckpt_path=tested, verbose=False, weights_only=True)[0]
-    best_val = checkpoints.best_model_score
-    return {
+    if pack is not None:
+        tested = pack.test(trainer, datamodule)
+        best_val = max(pack.best.best.values()) if pack.best.best else None
+    else:
+        tested_checkpoint = "best" if checkpoints.monitor and checkpoints.best_model_path else "last"
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=tested_checkpoint, verbose=False,
+                               weights_only=True)[0]
+        best_val = checkpoints.best_model_score
+    fit = {
         "name": cfg.name,
-        "seed": cfg.seed,
-        "test_acc": results["test/acc"],
-        "test_loss": results["test/loss"],
-        "val_acc_best": float(best_val) if best_val is not None else None,
-        "tested_checkpoint": tested,
         "epochs": trainer.current_epoch,
         "global_steps": trainer.global_step,
         "fit_seconds": round(fit_seconds, 3),
         "wall_seconds": round(clock.wall_seconds, 3),
         "smoke": smoke_reason(cfg) or stopped_early(cfg, trainer, best_val),
     }
+    if pack is not None:
+        return pack.member_metrics(fit, tested)
+    return {"name": cfg.name, "seed": cfg.seed, "test_acc": results["test/acc"], "test_loss": results["test/loss"],
+            "val_acc_best": float(best_val) if best_val is not None else None, "tested_checkpoint": tested_checkpoint,
+            **fit}
 
 
-def record_stop(output_dir: Path, stop: StopOnSignal) -> int:
+def record_stop(output_dir: Path, stop: StopOnSignal, pack: PackRun | None = None) -> int:
     """Say how an interrupted run continues; its exit status (128 + the signal's number)."""
     name = signal.Signals(stop.signum).name
+    if pack is not None:
+        pack.stopped(INTERRUPTED, signal=name)
     saved = f"; state saved to {stop.checkpoint}" if stop.checkpoint else ""
     last = resume.last_checkpoint(output_dir)
     start = "from the last completed epoch (checkpoints/last.ckpt)" if last else "from the start (no epoch had finished)"
@@ -181,39 +197,45 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     Raises SystemExit(128 + N) when signal N stopped the run.
     """
     output_dir = Path(cfg.paths.output_dir)
+    seeds = member_seeds(cfg.seed)
+    pack = PackRun(cfg, seeds, task_overrides()) if len(seeds) > 1 and is_rank_zero() else None
     stop = StopOnSignal()
     stop.install()
     try:
-        return _run(cfg, output_dir, stop)
+        return _run(cfg, output_dir, stop, pack)
     except (RunInterrupted, SystemExit) as error:
         if stop.signum is None:
             raise
         if is_rank_zero():
-            raise SystemExit(record_stop(output_dir, stop)) from None
+            raise SystemExit(record_stop(output_dir, stop, pack)) from None
         raise SystemExit(128 + stop.signum) from error
     finally:
         stop.uninstall()
         release(output_dir)
 
 
-def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any]:
+def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, pack: PackRun | None) -> dict[str, Any]:
     if is_rank_zero():
         write_status(output_dir, RUNNING, pid=os.getpid(), host=socket.gethostname(), slurm_job=slurm_job(),
                      started=now(), ended=None, signal=None, error=None)
         print_config_tree(cfg)
     loggers: list = []
     try:
-        metrics = _train(cfg, output_dir, stop, loggers)
+        metrics = _train(cfg, output_dir, stop, loggers, pack)
     except BaseException as error:
         if stop.signum is not None:
             finish_wandb(loggers, None, INTERRUPTED, exit_code=128 + stop.signum)
             raise
         finish_wandb(loggers, None, FAILED, exit_code=1)
         if is_rank_zero():
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             write_text(output_dir / ERROR_LOG, "".join(traceback.format_exception(error)))
-            write_status(output_dir, FAILED, error=str(error).splitlines()[0] if str(error) else type(error).__name__,
-                         ended=now())
+            write_status(output_dir, FAILED, error=reason, ended=now())
+            if pack is not None:
+                pack.stopped(FAILED, error=reason)
         raise
+    if pack is not None:
+        return _finish_pack(cfg, output_dir, pack, metrics)
     finish_wandb(loggers, metrics, FINISHED)
     if is_rank_zero():
         write_json(output_dir / METRICS_FILE, metrics)
@@ -230,23 +252,50 @@ def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal) -> dict[str, Any
     return metrics
 
 
-def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list) -> dict[str, Any]:
+def _finish_pack(cfg: DictConfig, output_dir: Path, pack: PackRun, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """End the members' records and the pack's: summary.json, run_info.json, status.json."""
+    result = pack.finish(records)
+    smoke = records[0]["smoke"] if records else None
+    write_json(output_dir / RUN_INFO_FILE, {**(read_json(output_dir / RUN_INFO_FILE) or {}), "ended": now(),
+                                            "summary": result})
+    checkpoint_path(output_dir, INTERRUPTED_CHECKPOINT).unlink(missing_ok=True)
+    write_status(output_dir, FINISHED, ended=now(), smoke=smoke, members=result["members"],
+                 finished=result["finished"])
+    accuracy = result.get("test_acc")
+    told = (f"test accuracy {accuracy['mean']:.2%} mean of {accuracy['n']} members"
+            + (f" (95 % interval {accuracy['ci95'][0]:.2%} to {accuracy['ci95'][1]:.2%})" if accuracy["ci95"] else "")
+            if accuracy else "no member finished")
+    line = f"pack of {result['members']}, {result['finished']} finished: {told} -> {output_dir}"
+    Console(soft_wrap=True).print(f"[bold yellow]smoke check only ({smoke}), not a result: {line}" if smoke
+                                  else f"[bold green]{line}")
+    return {**result, "output_dir": str(output_dir), "smoke": smoke}
+
+
+def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list,
+           pack: PackRun | None = None) -> dict[str, Any] | list[dict[str, Any]]:
     """Everything between the first status and the last: each step may fail or be stopped."""
-    checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0), FitClock()
+    checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0 and pack is None), FitClock()
     # What the run's records depend on (its checkpoints, stops, times and curves on disk) is not an
     # option; what it measures besides (conf/callbacks) is.
-    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *build_callbacks(cfg)]
+    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *(pack.callbacks() if pack else []),
+                 *build_callbacks(cfg)]
     trainer = build_trainer(cfg, callbacks, [])  # before any data is read: Lightning checks its own arguments
-    pl.seed_everything(cfg.seed, workers=True)
+    if len(member_seeds(cfg.seed)) > 1 and trainer.world_size > 1:
+        raise ConfigError(f"seed={list(member_seeds(cfg.seed))} trains a pack in one process; on "
+                          f"{trainer.world_size} devices give each seed its own run (seed=N), or use one device.")
+    pl.seed_everything(member_seeds(cfg.seed)[0], workers=True)  # each member draws from its own seed
     datamodule = build_datamodule(cfg)
     if is_rank_zero():  # where Lightning itself prepares data
         datamodule.prepare_data()
     datamodule.setup("fit")  # checks the MD5s, which go into run_info.json
     info = start_info(cfg, output_dir, datamodule.file_md5s)
     module = build_module(cfg, datamodule)
-    loggers += build_loggers(cfg, wandb_id=info.get("wandb_id"))
+    loggers += build_loggers(cfg, wandb_id=info.get("wandb_id"), wandb=pack is None)
     ckpt_path = prepare_resume(output_dir, loggers) if cfg.get("resume") else None
     log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
+    if pack is not None:
+        pack.start(datamodule.file_md5s)
+        loggers += pack.loggers(module, ckpt_path)
     trainer.loggers = loggers
-    metrics = fit_and_test(cfg, trainer, module, datamodule, checkpoints, clock, ckpt_path)
-    return {**metrics, "output_dir": str(output_dir)}
+    metrics = fit_and_test(cfg, trainer, module, datamodule, checkpoints, clock, ckpt_path, pack)
+    return metrics if pack is not None else {**metrics, "output_dir": str(output_dir)}
