@@ -119,6 +119,11 @@ def _module_groups(path: Path, hyper_parameters: dict[str, Any]) -> dict[str, An
                             f"is {expected}; {NOT_SAVED_BY_A_RUN}")
         del model[key]
     model.setdefault("init", "default")  # checkpoints from before model.init built with torch's
+    seeds = model.pop("seeds", [0])  # checkpoints from before packs held one network
+    if not (isinstance(seeds, list) and len(seeds) == 1):
+        members = len(seeds) if isinstance(seeds, list) else seeds
+        raise UserError(f"ckpt_path={str(path)!r} holds a pack of {members} members (hyper_parameters.model.seeds="
+                        f"{seeds!r}); test one member's: <pack>/seed-<S>/checkpoints/best.ckpt.")
     return groups
 
 
@@ -129,7 +134,8 @@ def settings_config(path: Path, checkpoint: dict[str, Any]) -> DictConfig:
     data = {**_data_defaults(), **data_settings(checkpoint),
             "_target_": "mlplab.core.data.MNISTDataModule", "root": "unused", "download": False}  # eval.py sets both
     try:
-        return OmegaConf.create({**groups, "data": data})
+        seed = (checkpoint["hyper_parameters"]["model"].get("seeds") or [0])[0]
+        return OmegaConf.create({**groups, "data": data, "seed": seed})
     except Exception as error:  # noqa: BLE001 - a value OmegaConf cannot hold is not one a run saved
         reason = " ".join(str(error).split())[:160]
         raise UserError(f"ckpt_path={str(path)!r} holds settings no config can hold ({reason}); "

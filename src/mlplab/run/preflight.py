@@ -20,6 +20,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from mlplab.core.data import member_seeds
 from mlplab.run.build import build_module, fast_path
 from mlplab.errors import ConfigError
 
@@ -143,10 +144,11 @@ def check_module_builds(cfg: DictConfig, fix: str) -> None:
 
 
 def model_bytes(hidden_sizes: Sequence[int], largest_batch: int, training: bool = True,
-                data: type | None = None) -> int:
-    """The memory a model of these widths needs at least: its weights (with gradients and the
-    optimizer's state when training), the largest batch's activations, and the data set held as
-    float32 on its device. Estimated from the widths alone, before anything is allocated."""
+                data: type | None = None, members: int = 1) -> int:
+    """The memory a pack of `members` models of these widths needs at least: their weights (with
+    gradients and the optimizer's state when training), the largest batch's activations for each,
+    and the data set held once, as float32 on its device. Estimated from the widths alone, before
+    anything is allocated."""
     from mlplab.core.data import MNISTDataModule
     from mlplab.core.model import MLP
 
@@ -157,7 +159,7 @@ def model_bytes(hidden_sizes: Sequence[int], largest_batch: int, training: bool 
     per_activation = COPIES_PER_ACTIVATION if training else COPIES_PER_TEST_ACTIVATION
     activations = largest_batch * (sum(hidden) + data.num_classes) * per_activation
     dataset = (data.train_size + data.test_size) * data.input_size
-    return FLOAT_BYTES * (parameters * copies + activations + dataset)
+    return FLOAT_BYTES * (members * (parameters * copies + activations) + dataset)
 
 
 def estimated_bytes(cfg: DictConfig) -> int:
@@ -165,7 +167,8 @@ def estimated_bytes(cfg: DictConfig) -> int:
     data = get_class(cfg.data._target_)
     epoch = data.train_batches(cfg.data.val_size, cfg.data.batch_size)
     largest_batch = max(fast_path(cfg).train_batch_rows(cfg.data.batch_size, epoch), cfg.data.eval_batch_size)
-    return model_bytes(cfg.model.hidden_sizes, largest_batch, data=get_class(cfg.data._target_))
+    return model_bytes(cfg.model.hidden_sizes, largest_batch, data=get_class(cfg.data._target_),
+                       members=len(member_seeds(cfg.seed)))
 
 
 def _process_limit_bytes() -> tuple[int, str] | None:
