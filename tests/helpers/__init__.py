@@ -46,12 +46,13 @@ def fit_in_process(output_dir: Path, *overrides: str, callbacks=(), logger=False
     it (mlplab.run.build); (trainer, module)."""
     import pytorch_lightning as pl
 
+    from mlplab.core.data import member_seeds
     from mlplab.run.build import build_datamodule, build_module, build_trainer, fast_path
     from mlplab.run.stops import NonFiniteLossGuard
 
     cfg = compose_config("trainer=cpu", "trainer.num_sanity_val_steps=0", "logger=none",
                          f"paths.output_dir={output_dir}", *overrides)
-    pl.seed_everything(cfg.seed, workers=True)
+    pl.seed_everything(member_seeds(cfg.seed)[0], workers=True)  # as train.py: members draw from their own seeds
     datamodule = build_datamodule(cfg)
     module = build_module(cfg, datamodule)
     shows_progress = any(isinstance(callback, pl.callbacks.ProgressBar) for callback in callbacks)

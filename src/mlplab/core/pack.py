@@ -9,7 +9,7 @@ them), and every operation here computes a member's slice the same way for any n
 single run and member m of a pack of five equals it bit for bit on the CPU.
 
 `PACKERS` maps a torch layer type to its packed form. A parameter-free layer of the activation
-group is pointwise and is applied as it is; any other layer (PReLU, Swish, a norm torch adds
+group is pointwise and is applied member by member (`Pointwise`); any other layer (PReLU, Swish, a norm torch adds
 later) falls back to `MemberWise`: each member's slice through the layer with its own parameters,
 one call per member. (A learned scalar per member, as PReLU's slope or Swish's beta, would need a
 gradient summed over a member's whole [batch, units] block; that sum is taken in another order
@@ -124,14 +124,22 @@ class PackedRMSNorm(_Affine):
 
 
 class Pointwise(nn.Module):
-    """A parameter-free activation (ReLU, GELU, tanh...): pointwise, so it applies to all members at once."""
+    """A parameter-free activation (ReLU, GELU, tanh...), applied to each member's [batch, units] block
+    as a tensor of its own.
+
+    Pointwise kernels run a vector loop over whole blocks of a tensor and finish the rest element by
+    element; for exp-based functions (ELU, SELU, SiLU, sigmoid) the two round differently, and a
+    member's elements inside a larger tensor would fall elsewhere in that split than a single run's.
+    """
 
     def __init__(self, layers: Sequence[nn.Module]) -> None:
         super().__init__()
         self.layer = layers[0]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layer(x)
+        if len(x) == 1:
+            return self.layer(x[0]).unsqueeze(0)
+        return torch.stack([self.layer(member) for member in x])
 
 
 class MemberWise(nn.Module):
