@@ -136,11 +136,14 @@ def test_a_member_records_exactly_what_its_seed_alone_records(reference_pack, tm
     assert "\nseed: 2\n" in config
     for path in ("figures/weights.png", "figures/confusion_matrix.png", "confusion_matrix.json", "run_info.json"):
         assert (member / path).is_file(), path
-    # eval.py tests a member's checkpoint as it tests a single run's.
-    evaluated = run_script("eval.py", f"ckpt_path={member / 'checkpoints' / 'best.ckpt'}",
-                           f"hydra.run.dir={tmp_path / 'eval'}")
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["test_acc"] == member_metrics(member)["test_acc"]
+    # eval.py tests a member's checkpoint as it tests a single run's (on the whole test set).
+    tested = []
+    for name, folder in (("member", member), ("single", single)):
+        evaluated = run_script("eval.py", f"ckpt_path={folder / 'checkpoints' / 'best.ckpt'}",
+                               f"hydra.run.dir={tmp_path / (name + '-eval')}")
+        assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+        tested.append(json.loads((tmp_path / (name + "-eval") / "metrics.json").read_text())["test_acc"])
+    assert tested[0] == tested[1]
 
 
 @pytest.mark.slow

@@ -143,8 +143,11 @@ class GradientNorms(Callback):
         gradients = [layer.weight.grad for layer in _net(pl_module).linear_layers()]
         if self._epoch_sums is None or any(gradient is None for gradient in gradients):
             return
-        # No .item(): a host sync per step would stall the GPU. Each member's norm over its own slice.
-        norms = torch.stack([gradient.flatten(1).norm(dim=1) for gradient in gradients]).float()
+        # One fused kernel for all layers and members, and no .item(): a host sync per step would stall
+        # the GPU. Each member's slice is a tensor of its own, so its norm is summed as a single run's.
+        members = len(gradients[0])
+        slices = [gradient[member] for gradient in gradients for member in range(members)]
+        norms = torch.stack(torch._foreach_norm(slices)).float().view(len(gradients), members)
         rms = norms * self._inverse_sqrt_sizes
         self._epoch_sums += torch.stack([norms, rms])
         self._interval_sums += rms
@@ -229,9 +232,10 @@ class ActivationStats(Callback):
                 handle.remove()
             for module, training in modes.items():
                 module.training = training
+        # Member by member: each statistic is then summed over exactly the tensor a single run sums over.
         return torch.stack([
-            torch.stack([output.float().flatten(1).mean(dim=1), output.float().flatten(1).std(dim=1),
-                         (output == 0).float().flatten(1).mean(dim=1), (output == 0).all(dim=1).float().mean(dim=1)])
+            torch.stack([torch.stack([member.float().mean(), member.float().std(), (member == 0).float().mean(),
+                                      (member == 0).all(dim=0).float().mean()]) for member in output], dim=1)
             for output in outputs
         ])
 

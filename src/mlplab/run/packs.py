@@ -69,6 +69,8 @@ class PackRun:
                 info = {**run_info(member.seed, data_md5s), "wandb_id": secrets.token_hex(4),
                         "pack": str(self.pack_dir)}
             write_json(path, info)
+            # A resumed member has no final metrics until it finishes again (an earlier segment's are stale).
+            (member.directory / METRICS_FILE).unlink(missing_ok=True)
             write_status(member.directory, RUNNING, pid=os.getpid(), host=socket.gethostname(), started=now(),
                          ended=None, signal=None, error=None, pack=str(self.pack_dir))
 
