@@ -120,10 +120,23 @@ def test_only_training_batches_are_augmented(mnist, tmp_path, compose_cfg):
                          num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, callbacks=[capture], default_root_dir=tmp_path)
     trainer.fit(build_module(compose_cfg("fastpath=off")), datamodule=datamodule)
-    first_train = ShardedPermutation(54_500, shuffle=True, seed=3).indices()[:50]
+    first_train = ShardedPermutation(54_500, shuffle=True, seed=3).indices()[:, :50]  # [members, batch]
     raw_train = datamodule.to_input(datamodule.split("train")[0][first_train])
+    assert capture.train.shape == raw_train.shape == (1, 50, 784)
     assert (capture.train - raw_train).abs().mean().item() > 0.01
     assert torch.equal(capture.val, datamodule.to_input(datamodule.split("val")[0][:50]))
+
+
+@pytest.mark.parametrize("name", [n for n in AUGMENTS if n != "none"])
+def test_each_member_draws_its_own_augmentation(digits, name):
+    augment = load(name)
+    images = torch.stack([digits, digits.flip(0)])  # [members, N, pixels]
+    out = augment.members(images, [torch.Generator().manual_seed(seed) for seed in (5, 6)], batch_size=8)
+    assert out.shape == images.shape
+    for member, seed in enumerate((5, 6)):  # what a member draws does not depend on its pack
+        alone = augment(images[member], torch.Generator().manual_seed(seed), batch_size=8)
+        assert torch.equal(out[member], alone)
+    assert (out[0] - images[0]).abs().mean().item() > 0.01
 
 
 @pytest.mark.slow

@@ -241,7 +241,7 @@ def test_confusion_matrix_counts_every_test_image_and_matches_test_accuracy(refe
     counts = np.array(matrix)
     assert counts.sum() == TEST_BATCHES * EVAL_BATCH_SIZE
     assert np.trace(counts) / counts.sum() == pytest.approx(run.test_results["test/acc"], abs=1e-6)
-    assert (confusion.matrix.numpy() == counts).all()
+    assert len(confusion.matrices) == 1 and (confusion.matrix.numpy() == counts).all()  # a pack of one
     assert_coloured_png(run.folder / "figures" / "confusion_matrix.png", 0.02)
 
 
@@ -271,13 +271,17 @@ def test_figures_reach_wandb_as_images(datamodule, compose_cfg, tmp_path, monkey
 
 def test_dead_units_are_those_zero_on_every_image():
     torch.manual_seed(0)
-    net = build_module(compose_config("model.hidden_sizes=[8]", "norm=none", "activation=relu")).net
+    net = build_module(compose_config("model.hidden_sizes=[8]", "norm=none", "activation=relu", "seed=[0,2]")).net
     first = net.linear_layers()[0]
-    with torch.no_grad():
-        first.bias[:2] = -1e6  # two units that no image can switch on
     inputs = torch.rand(200, 784)
-    mean, std, zero_frac, dead_frac = ActivationStats().statistics(net, inputs)[0].tolist()
-    assert dead_frac == pytest.approx(2 / 8)
-    assert zero_frac >= 2 / 8 and std > 0
+    assert ActivationStats().statistics(net, inputs)[0, 3].tolist() == [0.0, 0.0]  # these seeds: no unit dead yet
+    with torch.no_grad():
+        first.bias[0, :2] = -1e6  # member 0: two units that no image can switch on
+        first.bias[1, :3] = -1e6  # member 1: three
+    stats = ActivationStats().statistics(net, inputs)
+    assert stats.shape == (1, 4, 2)  # [hidden layers, statistics, members]
+    mean, std, zero_frac, dead_frac = stats[0].tolist()
+    assert dead_frac == pytest.approx([2 / 8, 3 / 8])
+    assert zero_frac[0] >= 2 / 8 and zero_frac[1] >= 3 / 8 and min(std) > 0
     sigmoid = build_module(compose_config("model.hidden_sizes=[8]", "norm=none", "activation=sigmoid")).net
-    assert ActivationStats().statistics(sigmoid, inputs)[0, 3].item() == 0.0
+    assert ActivationStats().statistics(sigmoid, inputs)[0, 3].tolist() == [0.0]

@@ -28,6 +28,7 @@ from mlplab.errors import UserError
 from mlplab.plots import chapter_figures as chapter
 from mlplab.tools.gradient_rms import GradientRMS, first_to_last_ratio, gradient_rms, rising_until
 from mlplab.core.model import MLP
+from mlplab.core.pack import Pointwise
 from mlplab.run.build import build_module
 
 
@@ -117,8 +118,9 @@ def test_about_half_of_hidden_relus_are_zero_with_normal_weights_and_inputs():
     relu.register_forward_hook(lambda module, args, output: outputs.append(output))
     with torch.no_grad():
         net(inputs)
-    assert isinstance(relu, nn.ReLU)
+    assert isinstance(relu, Pointwise) and isinstance(relu.layer, nn.ReLU)
     hidden = outputs[0]
+    assert hidden.shape == (1, 2000, 512)  # [members, batch, units]
     zero_fraction = (hidden == 0).float().mean().item()
     assert 0.45 < zero_fraction < 0.55
 
@@ -147,14 +149,14 @@ def test_softmax_gives_probabilities_in_zero_one_that_sum_to_one():
     net = MLP(input_size=784, hidden_sizes=[100], num_classes=10, activation=option("activation", "relu"),
               norm=option("norm", "batch")).eval()
     probabilities = probabilities_of(net, torch.randn(500, 784) * 5)
-    assert probabilities.shape == (500, 10)
+    assert probabilities.shape == (1, 500, 10)  # [members, batch, classes]
     assert (probabilities >= 0).all() and (probabilities <= 1).all()
-    assert torch.allclose(probabilities.sum(dim=1), torch.ones(500), atol=1e-6)
+    assert torch.allclose(probabilities.sum(dim=-1), torch.ones(1, 500), atol=1e-6)
 
 
 def test_softmax_widens_the_ratio_of_scores_one_and_two():
     scores = torch.tensor([[1.0, 2.0]])
-    probabilities = probabilities_of(logits_net(2), scores)[0]
+    probabilities = probabilities_of(logits_net(2), scores)[0, 0]  # the only member's only sample
     ratio = (probabilities[0] / probabilities[1]).item()
     raw_ratio = (scores[0, 0] / scores[0, 1]).item()
     assert round(ratio, 2) == 0.37
@@ -169,11 +171,12 @@ def test_cross_entropy_of_the_module_is_minus_log_probability_of_the_target(comp
     module.train()
     loss, _, _ = module.training_losses((images, labels))  # F.cross_entropy(logits, labels)
     probabilities = probabilities_of(module.net, images)  # the same batch statistics: still in training mode
-    minus_log_p = -probabilities[torch.arange(32), labels].log()
+    assert loss.shape == (1,) and probabilities.shape == (1, 32, 10)  # per member
+    minus_log_p = -probabilities[0, torch.arange(32), labels].log()
     assert loss.item() == pytest.approx(minus_log_p.mean().item(), rel=1e-5)
     # With a one-hot target the sum over classes of -y log p keeps only the target's term.
     one_hot = F.one_hot(labels, 10).float()
-    per_sample = F.cross_entropy(module(images), one_hot, reduction="none")
+    per_sample = F.cross_entropy(module(images)[0], one_hot, reduction="none")
     assert torch.allclose(per_sample, minus_log_p, rtol=1e-5, atol=1e-6)
 
 
@@ -283,13 +286,11 @@ def test_one_sgd_step_with_the_penalty_is_theta_minus_eta_times_gradient_plus_tw
     parameters = dict(module.named_parameters())
     before = {name: p.detach().clone() for name, p in parameters.items()}
     # dJ/dtheta of the data loss alone (same training-mode forward pass as the step below).
-    data_loss = F.cross_entropy(module(batch[0]), batch[1])
+    data_loss = F.cross_entropy(module(batch[0])[0], batch[1])  # the only member's logits
     data_gradients = dict(zip(parameters, torch.autograd.grad(data_loss, list(parameters.values()))))
 
-    optimizer.zero_grad()
-    loss, penalty, _ = module.training_losses(batch)  # what training_step backpropagates
-    (loss + penalty).backward()
-    optimizer.step()
+    # What training_step runs: loss + penalty backpropagated, each member's gradients to its views, one step.
+    module.optimizer_step_on(*batch, optimizer, lambda total: total.backward())
 
     decayed = {id(w) for w in module.decayed_weights()}
     assert len(decayed) == 2  # 784->100 and 100->10

@@ -44,13 +44,19 @@ def test_real_files_have_the_official_shapes_and_label_counts(mnist):
     assert (train_images.double() / 255).mean().item() == pytest.approx(0.1307, abs=1e-4)
 
 
-def test_split_is_seeded_disjoint_and_complete(mnist):
-    first, again, other = (MNISTDataModule(str(mnist), val_size=5000, seed=s) for s in (1, 1, 2))
-    for datamodule in (first, again, other):
+def test_split_is_seeded_by_split_seed_disjoint_and_complete(mnist):
+    first, again, other_seed, pack, other_split = (
+        MNISTDataModule(str(mnist), val_size=5000, seed=seed, split_seed=split_seed)
+        for seed, split_seed in ((1, 0), (1, 0), (2, 0), ([1, 2, 3], 0), (1, 5)))
+    for datamodule in (first, again, other_seed, pack, other_split):
         datamodule.setup()
     assert len(first.split("train")[1]) == 55_000 and len(first.split("val")[1]) == 5_000
     assert torch.equal(first.split("val")[0], again.split("val")[0])
-    assert not torch.equal(first.split("val")[0], other.split("val")[0])
+    # Every seed (and every member of a pack) validates on the same images: only split_seed moves them.
+    assert torch.equal(first.split("val")[0], other_seed.split("val")[0])
+    assert torch.equal(first.split("train")[0], other_seed.split("train")[0])
+    assert torch.equal(first.split("val")[0], pack.split("val")[0])
+    assert not torch.equal(first.split("val")[0], other_split.split("val")[0])
     counts = torch.bincount(torch.cat([first.split("train")[1], first.split("val")[1]]))
     assert counts.tolist() == TRAIN_LABEL_COUNTS
 
@@ -122,7 +128,8 @@ def test_each_epoch_visits_every_index_once_and_reruns_repeat():
     for epoch in range(3):
         sampler.set_epoch(epoch)
         order = sampler.indices()
-        assert sorted(order.tolist()) == list(range(1000))
+        assert order.shape == (1, 1000)  # [members, N]: a single seed is a pack of one
+        assert sorted(order[0].tolist()) == list(range(1000))
         orders.append(order)
     assert not torch.equal(orders[0], orders[1])
     again = ShardedPermutation(1000, shuffle=True, seed=3)
@@ -130,16 +137,34 @@ def test_each_epoch_visits_every_index_once_and_reruns_repeat():
     assert torch.equal(again.indices(), orders[1])
 
 
+def test_each_member_of_a_pack_draws_its_own_seeds_order():
+    pack = ShardedPermutation(1000, shuffle=True, seed=[3, 4])
+    alone = ShardedPermutation(1000, shuffle=True, seed=4)
+    pack.set_epoch(2), alone.set_epoch(2)
+    order = pack.indices()
+    assert order.shape == (2, 1000)
+    assert all(sorted(row.tolist()) == list(range(1000)) for row in order)
+    assert torch.equal(order[1], alone.indices()[0])  # what member 4 sees does not depend on its pack
+    assert not torch.equal(order[0], order[1])
+
+
+def test_evaluation_order_is_shared_by_all_members():
+    assert torch.equal(ShardedPermutation(10, shuffle=False, seed=[3, 4]).indices(), torch.arange(10))
+
+
 @pytest.mark.parametrize("world_size", [2, 4])
 def test_ddp_shards_are_disjoint_equal_and_cover_the_set(world_size):
+    seeds = [7, 8]
     shards = []
     for rank in range(world_size):
-        sampler = ShardedPermutation(1000, shuffle=True, seed=7, rank=rank, world_size=world_size)
+        sampler = ShardedPermutation(1000, shuffle=True, seed=seeds, rank=rank, world_size=world_size)
         sampler.set_epoch(5)
-        shards.append(sampler.indices().tolist())
-    assert len({len(s) for s in shards}) == 1
-    merged = [i for shard in shards for i in shard]
-    assert len(merged) == len(set(merged)) == 1000
+        shard = sampler.indices()
+        assert shard.shape == (len(seeds), 1000 // world_size) and len(sampler) == 1000 // world_size
+        shards.append(shard.tolist())
+    for member in range(len(seeds)):  # each member's shards, as one seed's alone would be
+        merged = [i for shard in shards for i in shard[member]]
+        assert len(merged) == len(set(merged)) == 1000
 
 
 def test_device_batches_cover_the_split_in_order_for_evaluation():
@@ -155,9 +180,24 @@ def test_datamodule_yields_normalized_float_batches(mnist):
     datamodule = MNISTDataModule(str(mnist), batch_size=64, val_size=1000)
     datamodule.setup()
     x, y = datamodule.on_after_batch_transfer(next(iter(datamodule.train_dataloader())), 0)
-    assert x.shape == (64, 784) and x.dtype == torch.float32 and y.dtype == torch.int64
+    # Training batches: [members, batch, pixels] and [members, batch]
+    assert x.shape == (1, 64, 784) and y.shape == (1, 64) and x.dtype == torch.float32 and y.dtype == torch.int64
     assert 0.0 <= x.min().item() and x.max().item() <= 1.0
     assert len(datamodule.train_dataloader()) == -(-59_000 // 64)
+    # Evaluation batches are shared by the members: [batch, pixels]
+    x, y = datamodule.on_after_batch_transfer(next(iter(datamodule.val_dataloader())), 0)
+    assert x.shape == (1000, 784) and y.shape == (1000,) and x.dtype == torch.float32
+    assert 0.0 <= x.min().item() and x.max().item() <= 1.0
+
+
+def test_a_packs_training_batches_hold_each_members_own_images(mnist):
+    pack = MNISTDataModule(str(mnist), batch_size=64, val_size=1000, seed=[3, 4])
+    alone = MNISTDataModule(str(mnist), batch_size=64, val_size=1000, seed=4)
+    pack.setup(), alone.setup()
+    (x, y), (x_alone, y_alone) = (next(iter(d.train_dataloader())) for d in (pack, alone))
+    assert x.shape == (2, 64, 784) and y.shape == (2, 64)
+    assert torch.equal(x[1], x_alone[0]) and torch.equal(y[1], y_alone[0])
+    assert not torch.equal(y[0], y[1])
 
 
 def test_eval_names_its_own_data_root_key(tmp_path):

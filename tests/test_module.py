@@ -23,8 +23,20 @@ def test_l2_penalty_matches_hand_computation_and_skips_biases_and_norms(compose_
         for p in module.parameters():
             p.fill_(2.0)
     # Only the two weight matrices count: (4*3 + 3*2) entries of 2.0 squared, times lambda.
-    assert module.l2_penalty().item() == pytest.approx(0.5 * (4 * 3 + 3 * 2) * 4.0)
-    assert [tuple(w.shape) for w in module.decayed_weights()] == [(3, 4), (2, 3)]
+    penalty = module.l2_penalty()
+    assert penalty.shape == (1,) and penalty.item() == pytest.approx(0.5 * (4 * 3 + 3 * 2) * 4.0)
+    assert [tuple(w.shape) for w in module.decayed_weights()] == [(1, 3, 4), (1, 2, 3)]  # [members, out, in]
+
+
+def test_l2_penalty_is_each_members_own(compose_cfg):
+    module = make_module(compose_cfg, "seed=[1,2]", "model.hidden_sizes=[3]", "norm=batch", "activation=prelu",
+                         "l2=penalty", "l2.weight=0.5", input_size=4, num_classes=2)
+    with torch.no_grad():
+        for p in module.parameters():
+            p[0].fill_(2.0)
+            p[1].fill_(1.0)
+    # Per member: (4*3 + 3*2) entries of its own value squared, times lambda.
+    assert module.l2_penalty().tolist() == pytest.approx([0.5 * 18 * 4.0, 0.5 * 18 * 1.0])
 
 
 def test_penalty_is_added_to_the_training_loss(compose_cfg):
@@ -56,7 +68,9 @@ def test_optimizer_groups_decay_only_weights(compose_cfg, overrides, optimizer_t
     weight = module.hparams.l2["weight"]
     assert decay_group["weight_decay"] == (weight if decoupled else 0.0)
     assert other_group["weight_decay"] == 0.0
+    # Each member's slice of each weight matrix: views into the packed weights, not the weights themselves.
     assert len(decay_group["params"]) == 2 and all(p.dim() == 2 for p in decay_group["params"])
+    assert [p.data_ptr() for p in decay_group["params"]] == [w.data_ptr() for w in module.decayed_weights()]
     if optimizer_type is torch.optim.Adam:
         assert decay_group["decoupled_weight_decay"] is decoupled
 
@@ -68,6 +82,7 @@ def test_decoupled_decay_shrinks_weights_without_gradient(compose_cfg):
     before = weight.detach().clone()
     for p in module.parameters():
         p.grad = torch.zeros_like(p)
+    module.member_views.load_grads()  # the optimizer steps each member's views, as optimizer_step_on does
     optimizer.step()
     assert torch.allclose(weight, before * (1 - 0.5 * 0.1))
 

@@ -126,8 +126,7 @@ class GradientNorms(Callback):
         self._interval_logs: list[tuple[int, int, torch.Tensor]] = []
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        layers = _net(pl_module).linear_layers()
-        members = _net(pl_module).members
+        layers, members = _net(pl_module).linear_layers(), _net(pl_module).members
         self._inverse_sqrt_sizes = torch.tensor([(layer.weight[0].numel()) ** -0.5 for layer in layers],
                                                 device=pl_module.device).unsqueeze(1)
         self._epoch_sums = torch.zeros(2, len(layers), members, device=pl_module.device)
