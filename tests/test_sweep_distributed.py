@@ -357,7 +357,8 @@ def test_two_real_launchers_train_one_smoke_sweep_together(mnist, tmp_path):
         "command": ["${env}", "${interpreter}", "${program}", "+experiment=smoke", "trainer.limit_train_batches=5",
                     "${args_no_hyphens}"]}))
     sweep_dir = tmp_path / "sweep"
-    command = [sys.executable, "-m", "mlplab.tools.sweep", str(sweep_file), "--offline", "--stagger", "0",
+    # --pack 1: one process per trial, so that both launchers have trials to take (packed, the first takes all three).
+    command = [sys.executable, "-m", "mlplab.tools.sweep", str(sweep_file), "--offline", "--stagger", "0", "--pack", "1",
                "--sweep-dir", str(sweep_dir), "--program-root", str(REPO)]
     results, seconds = run_together([command, command], tmp_path, timeout=600)
     for code, output in results:

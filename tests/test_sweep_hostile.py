@@ -28,7 +28,7 @@ from omegaconf import OmegaConf
 from helpers import REPO, probe_project, script_env
 from mlplab.tools.report.__main__ import main as report_main
 from mlplab.tools.report.runs import load_runs
-from mlplab.tools.sweep import offline, online, slots, trials
+from mlplab.tools.sweep import online, pack_launch, slots, trials
 from mlplab.run.failures import error_in_text
 from mlplab.tools.sweep.__main__ import main
 from mlplab.tools.sweep.paths import INTERPOLATION_START, run_root
@@ -328,7 +328,7 @@ def test_a_disk_that_fills_up_mid_sweep_is_one_line_and_stops_the_sweep(program_
         started.append(trial)
         return real_start(trial, *args)
 
-    monkeypatch.setattr(offline, "start_trial", start_then_fill_up)
+    monkeypatch.setattr(pack_launch, "start_trial", start_then_fill_up)  # how offline starts a single trial
     sweep_dir = tmp_path / "sweep"
     assert launch(sweep_file(tmp_path, ["finish", "user_error"]), sweep_dir, program_root, "--agents", "1") == 2
     line = one_error_line(capsys.readouterr())
@@ -433,23 +433,27 @@ def test_a_real_trial_finishes_in_a_sweep_dir_named_with_every_grammar_character
     sweep = tmp_path / "tiny.yaml"
     sweep.write_text(yaml.safe_dump({
         "program": "train.py", "method": "grid", "metric": {"name": "val/acc", "goal": "maximize"},
-        "parameters": {"seed": {"values": [1]}},
+        "parameters": {"seed": {"values": [1, 2]}},
         "command": ["${env}", "${interpreter}", "${program}", "+experiment=smoke", "trainer.max_epochs=1",
                     "trainer.limit_train_batches=2", "trainer.limit_val_batches=1", "trainer.limit_test_batches=1",
                     "logger=csv", "data.val_size=1000", "${args_no_hyphens}"]}))
-    for sweep_dir in (tmp_path / "sp ,='\"$ ${x} ü", tmp_path / "sp ,='\"$ ü \\"):
+    # The two seeds as one pack (its trial dirs links into it) in the first, one process each in the second.
+    for sweep_dir, packing in ((tmp_path / "sp ,='\"$ ${x} ü", []), (tmp_path / "sp ,='\"$ ü \\", ["--pack", "1"])):
         result = subprocess.run([sys.executable, "-m", "mlplab.tools.sweep", str(sweep), "--offline", "--sweep-dir",
-                                 str(sweep_dir), "--program-root", str(REPO)], env=script_env(), capture_output=True,
-                                text=True, timeout=600)
+                                 str(sweep_dir), "--program-root", str(REPO), *packing], env=script_env(),
+                                capture_output=True, text=True, timeout=600)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         assert "Traceback" not in result.stderr and HYDRA_HINT not in result.stdout + result.stderr
-        (record,) = records(sweep_dir).values()
-        assert record["outcome"] == "finished" and record["run_status"] == "finished"
-        trial_dir = sweep_dir / record["trial"]
-        assert 0 < json.loads((trial_dir / "metrics.json").read_text())["test_acc"] <= 1
+        assert result.stdout.count("] started ") == (2 if packing else 1)
+        for record in records(sweep_dir).values():
+            assert record["outcome"] == "finished" and record["run_status"] == "finished"
+            trial_dir = sweep_dir / record["trial"]
+            assert trial_dir.is_symlink() != bool(packing)
+            assert 0 < json.loads((trial_dir / "metrics.json").read_text())["test_acc"] <= 1
+        assert len(records(sweep_dir)) == 2
         report = subprocess.run([sys.executable, "-m", "mlplab.tools.report", str(sweep_dir), "--smoke"], env=script_env(),
                                 capture_output=True, text=True, timeout=300)
-        assert report.returncode == 0 and "1 runs, 0 failed" in report.stdout, report.stderr
+        assert report.returncode == 0 and "2 runs, 0 failed" in report.stdout, report.stderr
         page = (sweep_dir / "report.html").read_text()
         links = [part.split('"')[0] for part in page.split('<img src="')[1:] if not part.startswith("data:")]
         assert links and all((sweep_dir / unquote(link)).is_file() for link in links)

@@ -1,8 +1,8 @@
 """Run directories under a folder (or several, compared on one page), loaded into one pandas
-DataFrame with one row per run.
+DataFrame with one row per run. A pack (train.py seed=[...]) is no run: each of its members is.
 
 Columns: `label` (the directory relative to the folder, after the folder's name when there are
-several), `path`, `status` (the sweep's trial.json outcome, else train.py's status.json, else
+several; a packed sweep trial's is its trial dir, the link to its member dir), `path`, `status` (the sweep's trial.json outcome, else train.py's status.json, else
 whether metrics.json is there), `detail` (for runs without a result: exit code and the real error,
 error.log's last line first), `overrides` (as typed), every scalar of metrics.json, and one column
 per swept parameter, filled for every run (the running and failed ones too). `frame.attrs["swept"]`
@@ -22,8 +22,8 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException
 
-from mlplab.run.records import (FIGURES_DIR, FINISHED, HYDRA_DIR, KILLED, METRICS_CSV, METRICS_FILE, STATUS_FILE,
-                             read_json, read_status)
+from mlplab.run.records import (FIGURES_DIR, FINISHED, HYDRA_DIR, KILLED, METRICS_CSV, METRICS_FILE, PACK_FILE,
+                                STATUS_FILE, read_json, read_status)
 # Where the sweep ran a run, its trial.log holds the run's stderr and so its one-line error; Hydra's
 # train.log holds only logging, never the error, so it is not read.
 from mlplab.run.failures import error_line
@@ -47,9 +47,12 @@ def read_yaml(path: Path) -> Any:
         return None
 
 
-def read_overrides(run_dir: Path) -> dict[str, tuple[Any, str]]:
-    """The run's command-line overrides, hydra.* left out: {key: (value parsed by Hydra's grammar, as typed)}."""
+def read_overrides(run_dir: Path, typed: Sequence[str] = ()) -> dict[str, tuple[Any, str]]:
+    """The run's command-line overrides, hydra.* left out: {key: (value parsed by Hydra's grammar, as typed)}.
+    Where Hydra wrote none, `typed` (the sweep's values of the trial: a pack's member that train.py refused
+    before it made the member's .hydra/ still shows what it sweeps)."""
     lines = read_yaml(run_dir / HYDRA_DIR / "overrides.yaml")
+    lines = lines if isinstance(lines, list) else list(typed)
     parser, overrides = OverridesParser.create(), {}
     for line in lines if isinstance(lines, list) else []:
         try:
@@ -126,9 +129,9 @@ def read_run(run_dir: Path, root: Path, smoke: bool = False) -> dict[str, Any] |
     if state == FINISHED and metrics is None:
         # A metrics.json cut short (still being written, disk full) reads as None too.
         state = "unreadable" if (run_dir / METRICS_FILE).exists() else NO_RESULT
-    overrides = read_overrides(run_dir)
+    overrides = read_overrides(run_dir, [str(line) for line in record.get("overrides") or []])
     typed = [line for _, line in overrides.values()] or [str(line) for line in record.get("overrides") or []]
-    row = {"label": relative_label(run_dir, root), "path": str(run_dir), "status": state,
+    row = {"label": relative_label(shown_dir(run_dir, record, root), root), "path": str(run_dir), "status": state,
            "overrides": " ".join(typed), "detail": "", "_overrides": overrides}
     if state == FINISHED and metrics.get("smoke") and not smoke:
         # A smoke check (fast_dev_run, limited batches) proves the pipeline runs; its numbers are no result.
@@ -146,6 +149,16 @@ def read_run(run_dir: Path, root: Path, smoke: bool = False) -> dict[str, Any] |
     return row
 
 
+def shown_dir(run_dir: Path, record: dict[str, Any], root: Path) -> Path:
+    """Where the sweep shows the run: a packed trial's own trial dir, the link to this member dir beside its
+    pack (so a trial reads the same packed or not); else the run's directory."""
+    trial_id = record.get("trial")
+    if not record.get("pack") or not isinstance(trial_id, str) or "/" in trial_id:
+        return run_dir
+    link = run_dir.parent.parent / trial_id
+    return link if root in link.parents and link.is_symlink() and link.resolve() == run_dir.resolve() else run_dir
+
+
 def relative_label(path: Path, root: Path) -> str:
     relative = path.relative_to(root).as_posix()
     return root.name if relative == "." else relative
@@ -156,11 +169,21 @@ def is_hidden(path: Path, root: Path) -> bool:
     return any(part.startswith(".") for part in path.relative_to(root).parts)
 
 
+def is_pack_dir(directory: Path) -> bool:
+    """A pack's own directory (pack.json): the process that trained its members, each of which is a run."""
+    return (directory / PACK_FILE).is_file()
+
+
 def find_run_dirs(root: Path) -> list[Path]:
-    """Every directory under root holding metrics.json, status.json, trial.json or .hydra/overrides.yaml."""
+    """Every directory under root holding metrics.json, status.json, trial.json or .hydra/overrides.yaml,
+    except a pack's own (its members are found inside it), each once (a sweep's trial dir may be a link to one)."""
     directories = {path.parent for name in (METRICS_FILE, STATUS_FILE, TRIAL_FILE) for path in root.rglob(name)}
     directories |= {path.parent.parent for path in root.rglob(f"{HYDRA_DIR}/overrides.yaml")}
-    return sorted(directory for directory in directories if not is_hidden(directory, root))
+    found: dict[Path, Path] = {}
+    for directory in sorted(directories):
+        if not is_hidden(directory, root) and not is_pack_dir(directory):
+            found.setdefault(directory.resolve(), directory)
+    return sorted(found.values())
 
 
 def value_key(value: Any) -> str:

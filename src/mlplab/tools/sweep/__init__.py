@@ -14,10 +14,12 @@ Optuna TPE study), on GPU-pinned slots, with one record per trial.
     processes.py    children in their own process groups that end with the launcher
     warm.py         trials forked from the launcher, which imports torch & co. once
     trials.py       one trial: its process, trial.json, its outcome, whether it still runs
+    packing.py      which trials share one process (those that differ only in their seed), and the pack's layout
+    pack_launch.py  one pack's process: its directory and links, started or continued, each member's outcome
     storage.py      where the shared Optuna study lives: the sweep dir's journal or a database
     shared.py       the study as the queue several launchers take trials from, none twice
     liveness.py     whether the launcher running a trial is gone, so another takes it over
     offline.py      trials on the slots, reruns, stopping
-    online.py       wandb.sweep and `wandb agent --forward-signals` per slot
+    online.py       wandb.sweep and `wandb agent --forward-signals` per slot (a fixed seed list: a pack per wandb run)
     __main__.py     the command line
 """

@@ -2,6 +2,7 @@
 
     python -m mlplab.tools.sweep sweeps/activations.yaml --gpus 0,1 --agents-per-gpu 2   # online
     python -m mlplab.tools.sweep sweeps/activations.yaml --offline --agents 2             # no server
+    python -m mlplab.tools.sweep sweeps/activations.yaml --offline --pack 1               # no packs: a process per trial
     python -m mlplab.tools.sweep sweeps/bayes.yaml --offline --count 12 --agents 2        # Optuna TPE
     python -m mlplab.tools.sweep sweeps/depth.yaml --dry-run                              # print the trials
     python -m mlplab.tools.sweep sweeps/activations.yaml --offline trainer.max_epochs=1 seed=1,2   # a quick try
@@ -26,6 +27,7 @@ from mlplab.tools.sweep.composition import check_trials_compose
 from mlplab.tools.sweep.offline import run_offline
 from mlplab.tools.sweep.online import offline_reason, run_online
 from mlplab.tools.sweep.methods import SearchMethod, method_of
+from mlplab.tools.sweep.packing import Packer, packing_off
 from mlplab.tools.sweep.paths import check_sweep_dir, make_run_root
 from mlplab.tools.sweep.slots import make_slots
 from mlplab.errors import SweepError
@@ -41,6 +43,14 @@ def positive_int(text: str) -> int:
     value = int(text) if text.lstrip("-").isdigit() else None
     if value is None or value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a whole number >= 1")
+    return value
+
+
+def pack_size(text: str) -> int:
+    value = int(text) if text.lstrip("-").isdigit() else None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: a whole number >= 1, the most trials that differ "
+                                         "only in their seed to train in one process (1: one trial per process)")
     return value
 
 
@@ -80,6 +90,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                     "TPE study stored in the sweep dir.",
         epilog="Offline, trials go to <sweep dir>/<trial id>/ (trial.json, trial.log and the run's files); a rerun "
                "skips finished trials, continues interrupted ones from their checkpoint and starts the others over. "
+               "Trials that differ only in their seed train as one pack per process (--pack N caps it, --pack 1: "
+               "none), each keeping its record at <sweep dir>/<trial id>. "
                "On Linux the launcher imports torch, Lightning, Hydra and wandb once and forks each trial from itself "
                "(--fresh-processes: a new process per trial, which pays the imports each time). "
                "SIGINT/SIGTERM/SIGHUP send SIGTERM to every running trial (online: agent, which forwards it), "
@@ -119,6 +131,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--grace", type=seconds, default=10.0,
                         help="seconds between SIGTERM and SIGKILL when stopped (default 10)")
     parser.add_argument("--allow-failures", action="store_true", help="exit 0 even when some trials failed")
+    parser.add_argument("--pack", type=pack_size, metavar="N",
+                        help="offline grid/random: trials that differ only in their seed train as one pack in one "
+                             "train.py process (seed=[...]), at most N each (default: all of a configuration's seeds; "
+                             "1: one trial per process). Each trial keeps its record at <sweep dir>/<trial id>, a "
+                             "link to its member dir in <sweep dir>/pack-.../seed-<S>/. Bayes never packs")
     parser.add_argument("--fresh-processes", action="store_true",
                         help="offline: start each trial as a new `python train.py ...` process, which pays the "
                              "5-15 s of imports again (default on Linux: the launcher imports torch, Lightning, "
@@ -154,11 +171,21 @@ def overrides_to_compose(method: SearchMethod, config: dict[str, Any], sweep_dir
 
 
 def print_dry_run(method: SearchMethod, parameters: dict[str, Any], trials: list[Trial], program_root: Path,
-                  sweep_dir: Path, count: int | None) -> None:
+                  sweep_dir: Path, count: int | None, packer: Packer, explicit_pack: bool) -> None:
     if note := method.count_note(parameters, count):
         print(f"# {note}")
     print(method.dry_run_header(trials, program_root, sweep_dir, count))
+    if note := packer.note(trials, explicit_pack):
+        print(f"# {note}")
+    packs = {members[0].trial_id: members for members in packer.plan(trials) if len(members) > 1}
+    packed = {trial.trial_id for members in packs.values() for trial in members}
     for trial in trials:
+        if trial.trial_id in packs:
+            pack = packer.pack(packs[trial.trial_id])
+            print(f"# {pack.pack_id}: {', '.join(member.trial_id for member in pack.members)} in one process")
+            print(shlex.join(pack.command))
+        if trial.trial_id in packed:
+            continue
         finished = recorded_outcome(trial.directory) == FINISHED
         print(f"# {trial.trial_id}{' (finished: would be skipped)' if finished else ''}")
         print(shlex.join(trial.command))
@@ -198,6 +225,10 @@ def run(args: argparse.Namespace) -> int:
         if args.storage:
             raise SweepError("--storage is for offline sweeps (online, wandb's server holds the sweep): add --offline "
                              "or leave --storage out")
+        if args.pack is not None:
+            raise SweepError(f"--pack {args.pack} is for offline sweeps (online, each wandb run is one trial): add "
+                             "--offline, or fix the seeds in the file's command, e.g. seed=[1,2,3], so that each run "
+                             "trains a pack")
         log_dir = chosen_sweep_dir(args.sweep_dir, args.file, program_root) if args.sweep_dir else None
         return run_online(config, args.file, slots, program_root, project=args.project, entity=args.entity,
                           sweep_id=args.sweep_id, sweep_dir=log_dir, count=args.count,
@@ -205,16 +236,20 @@ def run(args: argparse.Namespace) -> int:
     sweep_dir = chosen_sweep_dir(args.sweep_dir, args.file, program_root, args.overrides)
     method = method_of(config)
     trials = method.listed_trials(config, sweep_dir, args.count, args.seed)
+    packer = Packer(config, sweep_dir, trials, args.pack, packing_off(config, method.name))
     label = f"{args.file} with {shlex.join(args.overrides)}" if args.overrides else args.file
     composed = check_trials_compose(program_root / "conf", label,
                                     overrides_to_compose(method, config, sweep_dir, trials))
     if args.dry_run:
-        print_dry_run(method, config["parameters"], trials, program_root, sweep_dir, args.count)
+        print_dry_run(method, config["parameters"], trials, program_root, sweep_dir, args.count, packer,
+                      args.pack is not None)
         print(f"# {composed} distinct trial configs compose with Hydra")
         return 0
     steered = f" with {shlex.join(args.overrides)}" if args.overrides else ""
     print(f"offline ({reason}): {method.name} sweep {args.file}{steered}", flush=True)
     if note := method.count_note(config["parameters"], args.count):
+        print(note, flush=True)
+    if note := packer.note(trials, args.pack is not None):
         print(note, flush=True)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     make_run_root(sweep_dir)
@@ -224,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     # The dir name is a hash: keep the file it came from (as steered) next to the trials.
     runfiles.write_text(sweep_dir / "sweep.yaml", saved_copy(args.file, args.overrides, config, sweep_dir))
     return run_offline(source, slots, sweep_dir, program_root, args.stagger, args.grace, args.allow_failures,
-                       TrialStarter(args.fresh_processes))
+                       TrialStarter(args.fresh_processes), packer)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import time
 import warnings
 from datetime import datetime
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import optuna
@@ -29,10 +30,10 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
 
-from mlplab.run import records as runfiles
 from mlplab.errors import UserError
 from mlplab.tools.sweep import search
 from mlplab.tools.sweep.liveness import STAMP, is_this_launcher, launcher_gone, show_signs_of_life, this_launcher
+from mlplab.tools.sweep.packing import trial_metrics
 from mlplab.tools.sweep.trial_commands import Trial, make_trial
 from mlplab.tools.sweep.storage import (HEARTBEAT_SECONDS, STALE_AFTER, StudyLock, journal_path, open_storage,
                                   retry_callback, shown_url, storage_errors)
@@ -133,8 +134,8 @@ class SharedTrials:
         self.study.add_trials(new)
 
     def _recorded_metric(self, trial: Trial) -> Any:
-        """What the trial's metrics.json holds at the metric's key (anything, or None)."""
-        return (runfiles.read_json(trial.directory / runfiles.METRICS_FILE) or {}).get(self.metric_key)
+        """What the trial's metrics (packing.trial_metrics) hold at the metric's key (anything, or None)."""
+        return trial_metrics(trial.directory).get(self.metric_key)
 
     def _metric_value(self, trial: Trial) -> float | None:
         if self.metric_key is None:
@@ -201,8 +202,13 @@ class SharedTrials:
             other.state in DONE or (other.state == TrialState.RUNNING and other.number < number))
             for other in self.study.get_trials(deepcopy=False, states=(*LIVE, *DONE)))
 
-    def _take_waiting(self) -> Trial | None:
-        for frozen in self._trials((TrialState.WAITING,)):
+    def _take_waiting(self, rank: Callable[[str], Any] | None = None) -> Trial | None:
+        """The first waiting trial this launcher claims; with `rank`, only trial ids it ranks (not None), best first."""
+        waiting = self._trials((TrialState.WAITING,))
+        if rank is not None:  # sorted() is stable: equal ranks keep the study's order
+            ranked = [(key, frozen) for frozen in waiting if (key := rank(self.trial_id_of(frozen))) is not None]
+            waiting = [frozen for _, frozen in sorted(ranked, key=lambda pair: pair[0])]
+        for frozen in waiting:
             if not self._claim(frozen):
                 continue
             trial_id = self.trial_id_of(frozen)
@@ -216,6 +222,15 @@ class SharedTrials:
                 continue
             return trial
         return None
+
+    def take_mates(self, rank: Callable[[str], Any], limit: int) -> list[Trial]:
+        """Up to `limit` more waiting trials that `rank` accepts, best first, each claimed as next_trial claims
+        one (a pack's members: no other launcher runs them too)."""
+        taken: list[Trial] = []
+        with storage_errors(self.where):
+            while len(taken) < limit and (trial := self._take_waiting(rank)) is not None:
+                taken.append(trial)
+        return taken
 
     def _draw(self) -> Trial | None:
         if self.listed is not None:

@@ -10,7 +10,7 @@ import itertools
 import json
 import math
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +115,7 @@ class Trial:
     run_dir: Path  # the directory as the trial's overrides name it (see paths.run_root)
     args_json: str | None = None  # what `${args_json_file}` holds, where the command names it
     number: int | None = None  # the Optuna trial number, for a bayes sweep
+    assignment: dict[str, Any] = field(default_factory=dict)  # the values themselves (packing groups by them)
 
 
 def make_trial(config: dict[str, Any], sweep_dir: Path, index: int, assignment: dict[str, Any]) -> Trial:
@@ -125,7 +126,7 @@ def make_trial(config: dict[str, Any], sweep_dir: Path, index: int, assignment: 
     args_file = run_dir / ARGS_JSON_FILE if uses_args_json_file(config) else None
     args_json = agent_macros(assignment)["args_json"][0] if args_file else None
     return Trial(name, shown_overrides(assignment), command_line(config, assignment, run_dir, args_file),
-                 sweep_dir / name, run_dir, args_json)
+                 sweep_dir / name, run_dir, args_json, assignment=dict(assignment))
 
 
 def default_sweep_dir(sweep_file: Path, program_root: Path, suffix: str | None = None) -> Path:

@@ -13,6 +13,10 @@ On a rerun a finished trial is skipped; an interrupted one continues from its ow
 (`resume=<trial dir>`) when it has one, and everything else is set aside to <sweep dir>/.previous/
 and started over. A record that says `running` whose process is gone was left by a killed launcher:
 the report shows that trial as killed, and a rerun continues it as interrupted.
+
+A trial that ran as a member of a pack (packing.py) has the same records in its member directory,
+which its trial dir links to; its record names the pack's directory (`pack`), where its process's
+log and liveness are.
 """
 
 from __future__ import annotations
@@ -27,8 +31,8 @@ from typing import IO, Any
 
 from mlplab.run import records as runfiles
 from mlplab.run.overrides import override
-from mlplab.run.records import (FAILED, FINISHED, INTERRUPTED, INTERRUPTED_CHECKPOINT, KILLED, LAST_CHECKPOINT, RUNNING,
-                                checkpoint_path)
+from mlplab.run.records import (FAILED, FINISHED, INTERRUPTED, INTERRUPTED_CHECKPOINT, KILLED, LAST_CHECKPOINT,
+                                PACK_FILE, RUNNING, checkpoint_path)
 from mlplab.run.failures import error_line
 from mlplab.tools.sweep.slots import Slot, slot_env
 from mlplab.errors import SweepError
@@ -70,7 +74,8 @@ def trial_state(directory: Path, record: dict[str, Any] | None = None) -> str | 
     if outcome != RUNNING or record.get("host", socket.gethostname()) != socket.gethostname():
         return outcome
     pid = record.get("pid")
-    return RUNNING if isinstance(pid, int) and trial_alive(pid, directory) else KILLED
+    process_dir = Path(record["pack"]) if isinstance(record.get("pack"), str) else directory  # a pack's one process
+    return RUNNING if isinstance(pid, int) and trial_alive(pid, process_dir) else KILLED
 
 
 def recorded_outcome(directory: Path) -> str | None:
@@ -98,20 +103,36 @@ def trial_alive(pid: int, directory: Path) -> bool:
         return False
 
 
+def is_member_dir(directory: Path) -> bool:
+    """Whether the directory is a pack's member (its parent holds pack.json): it continues only with its pack."""
+    return (Path(directory).resolve().parent / PACK_FILE).is_file()
+
+
 def resumable(directory: Path) -> bool:
-    return any(checkpoint_path(directory, name).is_file() for name in RESUMABLE_CHECKPOINTS)
+    """Whether the trial can continue alone from its own checkpoint (a pack's member cannot: the state is its pack's)."""
+    return not is_member_dir(directory) and any(checkpoint_path(directory, name).is_file()
+                                                for name in RESUMABLE_CHECKPOINTS)
 
 
 def set_aside(directory: Path) -> None:
-    """Move an earlier attempt to <sweep dir>/.previous/<trial id>.<n>, so the rerun starts clean."""
-    if not directory.exists():
-        return
-    previous = directory.parent / PREVIOUS_DIR
+    """Move an earlier attempt to <sweep dir>/.previous/<trial id>.<n>, so the rerun starts clean. A trial dir
+    that links to a pack's member dir: the member dir is moved (it is the attempt), the link removed."""
+    previous, name = directory.parent / PREVIOUS_DIR, directory.name
+    if directory.is_symlink():
+        target = directory.resolve()
+        directory.unlink()
+        if target.is_dir():
+            set_aside_to(target, previous, name)
+    elif directory.exists():
+        set_aside_to(directory, previous, name)
+
+
+def set_aside_to(directory: Path, previous: Path, name: str) -> None:
     previous.mkdir(exist_ok=True)
     attempt = 1
-    while (previous / f"{directory.name}.{attempt}").exists():
+    while (previous / f"{name}.{attempt}").exists():
         attempt += 1
-    directory.rename(previous / f"{directory.name}.{attempt}")
+    directory.rename(previous / f"{name}.{attempt}")
 
 
 @dataclass
@@ -121,6 +142,46 @@ class RunningTrial:
     process: subprocess.Popen | ForkedProcess | None
     record: dict[str, Any]
     log: IO
+
+    @property
+    def trials(self) -> list[Trial]:
+        """The trials the process runs (a pack's: packing.RunningPack)."""
+        return [self.trial]
+
+    def started_line(self) -> str:
+        resumed = " (continued from its checkpoint)" if self.record["resumed"] else ""
+        return f"{self.trial.trial_id}{resumed}: {shlex.join(self.trial.overrides)}"
+
+    def finish(self, ended_by_launcher: bool) -> list[tuple[Trial, dict[str, Any], str]]:
+        """Record how the process ended: each trial with its record and outcome."""
+        return [(self.trial, self.record, finish_trial(self, ended_by_launcher))]
+
+
+def launch_record(trial: Trial, command: list[str], resumed: bool, slot: Slot, env: dict[str, str]) -> dict[str, Any]:
+    """A trial's trial.json as its process starts (pid and forked are added once it runs)."""
+    record: dict[str, Any] = {
+        "trial": trial.trial_id, "overrides": trial.overrides, "command": command, "resumed": resumed,
+        "slot": slot.index, "host": socket.gethostname(), "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
+        "omp_num_threads": env.get("OMP_NUM_THREADS"), "pid": None, "returncode": None, "outcome": RUNNING,
+        "started": runfiles.now(), "ended": None,
+    }
+    if trial.number is not None:
+        record["optuna_trial"] = trial.number
+    return record
+
+
+def start_logged(command: list[str], slot: Slot, env: dict[str, str], cwd: Path, starter: TrialStarter,
+                 log_path: Path) -> tuple[subprocess.Popen | ForkedProcess | None, IO]:
+    """The process running `command`, its output appended to `log_path` after a header line; None when it
+    cannot start (the log says why)."""
+    log = log_path.open("a")
+    log.write(f"# {runfiles.now()} slot {slot.index}: {shlex.join(command)}\n")
+    log.flush()
+    try:
+        return starter.start(command, env, cwd, log), log
+    except OSError as error:  # e.g. the interpreter is gone: this trial fails, the others go on
+        log.write(f"cannot start {command[0]}: {error}\n")
+        return None, log
 
 
 def start_trial(trial: Trial, slot: Slot, slot_count: int, cwd: Path, starter: TrialStarter) -> RunningTrial:
@@ -135,22 +196,8 @@ def start_trial(trial: Trial, slot: Slot, slot_count: int, cwd: Path, starter: T
     if trial.args_json is not None:  # what `${args_json_file}` names, as wandb's agent writes it
         runfiles.write_text(trial.directory / ARGS_JSON_FILE, trial.args_json)
     env = slot_env(slot, slot_count)
-    record: dict[str, Any] = {
-        "trial": trial.trial_id, "overrides": trial.overrides, "command": command, "resumed": resumed,
-        "slot": slot.index, "host": socket.gethostname(), "cuda_visible_devices": env.get("CUDA_VISIBLE_DEVICES"),
-        "omp_num_threads": env.get("OMP_NUM_THREADS"), "pid": None, "returncode": None, "outcome": RUNNING,
-        "started": runfiles.now(), "ended": None,
-    }
-    if trial.number is not None:
-        record["optuna_trial"] = trial.number
-    log = (trial.directory / LOG_FILE).open("a")
-    log.write(f"# {runfiles.now()} slot {slot.index}: {shlex.join(command)}\n")
-    log.flush()
-    try:
-        process = starter.start(command, env, cwd, log)
-    except OSError as error:  # e.g. the interpreter is gone: this trial fails, the others go on
-        log.write(f"cannot start {command[0]}: {error}\n")
-        process = None
+    record = launch_record(trial, command, resumed, slot, env)
+    process, log = start_logged(command, slot, env, cwd, starter, trial.directory / LOG_FILE)
     record["pid"] = process.pid if process else None
     record["forked"] = isinstance(process, ForkedProcess)
     write_record(trial.directory, record)
