@@ -211,3 +211,16 @@ def test_a_bad_seed_list_is_one_line_before_any_work(value, tmp_path):
 
     result = run_script("train.py", f"seed={value}", f"hydra.run.dir={tmp_path / 'run'}")
     assert_one_line_error(result, "seed=")
+
+
+def test_under_a_sweep_agent_the_pack_reports_its_means_to_the_agents_run(mnist, tmp_path):
+    """A wandb sweep's run that trains a pack (seed=[...] fixed in its command) is the pack's: the
+    agent's run id is used once, by the pack, and the members keep their records on disk."""
+    run_dir = tmp_path / "run"
+    result = run_script("train.py", "+experiment=smoke", "logger=default", "seed=[1,2]", f"hydra.run.dir={run_dir}",
+                        env={"WANDB_SWEEP_ID": "sweep1", "WANDB_RUN_ID": "agentrun1", "WANDB_MODE": "offline"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((run_dir / "wandb").glob("offline-run-*-agentrun1"))
+    for seed in (1, 2):
+        member = run_dir / f"seed-{seed}"
+        assert (member / "metrics.json").is_file() and not (member / "wandb").exists()

@@ -245,7 +245,7 @@ def build_wandb_logger(spec: DictConfig, wandb_id: str | None = None) -> WandbLo
     """The wandb logger of one logger entry, its run started on the process that logs."""
     if not rank_zero_only.rank == 0:
         return instantiate(spec, id=wandb_id, resume="allow")  # DDP's other ranks never start wandb
-    if os.environ.get("WANDB_SWEEP_ID"):
+    if in_wandb_sweep():
         # The sweep agent names the run and owns its id; one shared name would make the trials unreadable.
         return _started(instantiate(spec, name=None, group=None))
     if wandb_mode() in ONLINE_MODES:
@@ -253,6 +253,11 @@ def build_wandb_logger(spec: DictConfig, wandb_id: str | None = None) -> WandbLo
     if os.environ.get("WANDB_MODE"):  # offline, dryrun or disabled: wandb's to honour
         return _started(instantiate(spec, id=wandb_id, resume="allow"))
     return _started_offline(spec, wandb_id)  # no credentials; wandb prints the `wandb sync` command at the end
+
+
+def in_wandb_sweep() -> bool:
+    """Whether a wandb sweep agent started this process (it owns the run's id, name and config)."""
+    return bool(os.environ.get("WANDB_SWEEP_ID"))
 
 
 def build_loggers(cfg: DictConfig, wandb_id: str | None = None, wandb: bool = True,

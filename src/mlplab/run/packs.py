@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from mlplab.run import resume
-from mlplab.run.loggers import build_loggers, finish_wandb, log_run
+from mlplab.run.loggers import build_loggers, finish_wandb, in_wandb_sweep, log_run
 from mlplab.run.members import Member, MemberBest, MemberLoggers, best_weights, member_checkpoint, member_config, \
     plan_members, write_summary
 from mlplab.run.provenance import run_info
@@ -82,7 +82,9 @@ class PackRun:
         for member in self.members:
             config = member_config(self.cfg, member.seed, member.directory)
             info = read_json(member.directory / RUN_INFO_FILE) or {}
-            member.loggers = build_loggers(config, wandb_id=info.get("wandb_id"), group_runs=True)
+            # Under a sweep agent the pack reports to the agent's run; its members keep their files.
+            member.loggers = build_loggers(config, wandb_id=info.get("wandb_id"), wandb=not in_wandb_sweep(),
+                                           group_runs=True)
             if position is not None:
                 for logger in member.loggers:
                     if isinstance(logger, CSVLogger):

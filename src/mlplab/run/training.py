@@ -23,7 +23,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
-from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.callbacks import Checkpoint, ModelCheckpoint
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.utilities import rank_zero_only
 from rich.console import Console
@@ -36,13 +36,14 @@ from mlplab.errors import ConfigError
 from mlplab.run import resume
 from mlplab.run.build import build_callbacks, build_datamodule, build_module, build_trainer, fast_path
 from mlplab.run.callbacks import FitClock, FlushLoggers
-from mlplab.run.loggers import build_loggers, finish_wandb, log_run
+from mlplab.run.loggers import build_loggers, finish_wandb, in_wandb_sweep, log_run
 from mlplab.run.overrides import readable_override
 from mlplab.run.provenance import run_info
 from mlplab.run.records import (BEST_CHECKPOINT, CHECKPOINTS_DIR, ERROR_LOG, FAILED, FINISHED, INTERRUPTED,
-                                INTERRUPTED_CHECKPOINT, checkpoint_path, covers_all,
+                                INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, checkpoint_path, covers_all,
                                 METRICS_FILE, RUN_INFO_FILE, RUNNING, now, read_json, release, slurm_job, write_json,
                                 write_status, write_text)
+from mlplab.run.members import SUMMARY_METRICS
 from mlplab.run.packs import PackRun
 from mlplab.run.stops import NonFiniteLossGuard, RunInterrupted, StopOnSignal
 
@@ -58,20 +59,33 @@ def print_config_tree(cfg: DictConfig, console: Console | None = None) -> None:
 
 
 def checkpoint_callback(output_dir: Path, validates: bool) -> ModelCheckpoint:
-    """best.ckpt by validation accuracy (when there is a validation set) and last.ckpt, each
-    overwritten in place: a run directory never holds a stale `-v1` copy beside them."""
+    """best.ckpt by validation accuracy (when there is a validation set), overwritten in place: a run
+    directory never holds a stale `-v1` copy beside it."""
     return ModelCheckpoint(
         dirpath=output_dir / CHECKPOINTS_DIR,
         filename=BEST_CHECKPOINT.removesuffix(".ckpt"),
         monitor="val/acc" if validates else None,
         mode="max",
         save_top_k=1 if validates else 0,
-        save_last=True,
+        save_last=False,  # LastCheckpoint: Lightning writes last.ckpt only in epochs that saved a best one
         auto_insert_metric_name=False,
         enable_version_counter=False,
-        # After the module's own epoch-end logging, so a checkpoint never predates its epoch's curves.
         save_on_train_epoch_end=True,
     )
+
+
+class LastCheckpoint(Checkpoint):
+    """checkpoints/last.ckpt at the end of every training epoch: what a resume continues from.
+
+    A Checkpoint, so Lightning calls it after the module's own epoch-end logging: a checkpoint never
+    predates its epoch's curves."""
+
+    def __init__(self, output_dir: Path) -> None:
+        self.path = checkpoint_path(output_dir, LAST_CHECKPOINT)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.fast_dev_run:  # as Lightning's own checkpoints: a smoke pass keeps none
+            trainer.save_checkpoint(self.path)
 
 
 def is_rank_zero() -> bool:
@@ -160,7 +174,9 @@ def fit_and_test(cfg: DictConfig, trainer: pl.Trainer, module: MLPClassifier, da
         best_val = max(pack.best.best.values()) if pack.best.best else None
     else:
         tested_checkpoint = "best" if checkpoints.monitor and checkpoints.best_model_path else "last"
-        results = trainer.test(module, datamodule=datamodule, ckpt_path=tested_checkpoint, verbose=False,
+        last = checkpoint_path(trainer.default_root_dir, LAST_CHECKPOINT)
+        tested_path = "best" if tested_checkpoint == "best" else last if last.is_file() else None
+        results = trainer.test(module, datamodule=datamodule, ckpt_path=tested_path, verbose=False,
                                weights_only=True)[0]
         best_val = checkpoints.best_model_score
     fit = {
@@ -235,7 +251,10 @@ def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, pack: PackRun | 
                 pack.stopped(FAILED, error=reason)
         raise
     if pack is not None:
-        return _finish_pack(cfg, output_dir, pack, metrics)
+        result = _finish_pack(cfg, output_dir, pack, metrics)
+        means = {name: result[name]["mean"] for name in SUMMARY_METRICS if isinstance(result.get(name), dict)}
+        finish_wandb(loggers, means, FINISHED)  # the agent's run, where a sweep started the pack
+        return result
     finish_wandb(loggers, metrics, FINISHED)
     if is_rank_zero():
         write_json(output_dir / METRICS_FILE, metrics)
@@ -277,7 +296,8 @@ def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list,
     checkpoints, clock = checkpoint_callback(output_dir, cfg.data.val_size > 0 and pack is None), FitClock()
     # What the run's records depend on (its checkpoints, stops, times and curves on disk) is not an
     # option; what it measures besides (conf/callbacks) is.
-    callbacks = [checkpoints, clock, stop, NonFiniteLossGuard(), FlushLoggers(), *(pack.callbacks() if pack else []),
+    callbacks = [checkpoints, LastCheckpoint(output_dir), clock, stop, NonFiniteLossGuard(), FlushLoggers(),
+                 *(pack.callbacks() if pack else []),
                  *build_callbacks(cfg)]
     trainer = build_trainer(cfg, callbacks, [])  # before any data is read: Lightning checks its own arguments
     if len(member_seeds(cfg.seed)) > 1 and trainer.world_size > 1:
@@ -290,7 +310,8 @@ def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list,
     datamodule.setup("fit")  # checks the MD5s, which go into run_info.json
     info = start_info(cfg, output_dir, datamodule.file_md5s)
     module = build_module(cfg, datamodule)
-    loggers += build_loggers(cfg, wandb_id=info.get("wandb_id"), wandb=pack is None)
+    # A pack's members are its wandb runs, grouped; under a sweep agent the agent's one run is the pack's.
+    loggers += build_loggers(cfg, wandb_id=info.get("wandb_id"), wandb=pack is None or in_wandb_sweep())
     ckpt_path = prepare_resume(output_dir, loggers) if cfg.get("resume") else None
     log_run(loggers, OmegaConf.to_container(cfg, resolve=True), info)
     if pack is not None:
