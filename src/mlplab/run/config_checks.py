@@ -88,7 +88,10 @@ def check_seeds(cfg: DictConfig, key: str) -> None:
 
 
 def check_run(cfg: DictConfig) -> None:
+    from mlplab.run.members import check_pack
+
     check_seeds(cfg, "seed")
+    check_pack(cfg)
     _require(isinstance(cfg.name, str) and cfg.name.strip() != "" and "/" not in cfg.name, "name", cfg.name,
              "a non-empty run name without '/' (it names the run directory)")
     tags = OmegaConf.to_object(cfg.tags) if OmegaConf.is_list(cfg.get("tags")) else cfg.get("tags")

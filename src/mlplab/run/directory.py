@@ -16,7 +16,7 @@ from omegaconf import DictConfig, open_dict, read_write
 
 from mlplab.errors import UserError
 from mlplab.run.overrides import readable_override
-from mlplab.run.records import FINISHED, METRICS_FILE, claim, holds_a_run, read_json, read_status, slurm_job
+from mlplab.run.records import FINISHED, METRICS_FILE, SUMMARY_FILE, claim, holds_a_run, read_json, read_status, slurm_job
 from mlplab.run.resume import check_same_settings
 
 
@@ -102,6 +102,11 @@ class RunDirectoryGuard(HydraCallback):
         except UserError as error:
             sys.exit(f"error: {error}")
         metrics = read_json(folder / METRICS_FILE)
+        summary = read_json(folder / SUMMARY_FILE)  # a pack's: the mean over its members
+        if metrics is None and summary is not None:
+            accuracy = summary.get("test_acc")
+            metrics = {"epochs": summary.get("epochs", 0),
+                       "test_acc": accuracy["mean"] if isinstance(accuracy, dict) else float("nan")}
         if read_status(folder).get("status") == FINISHED and metrics is not None:
             if config.trainer.max_epochs <= metrics.get("epochs", 0):
                 print(f"{folder} finished all {metrics.get('epochs')} epochs (test accuracy "

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 from scipy import stats
 
+from mlplab.errors import ConfigError
 from mlplab.lightning_internals import checkpoint_contents
 from mlplab.run.records import (BEST_CHECKPOINT, HYDRA_DIR, PACK_FILE, SUMMARY_FILE, checkpoint_path, read_json,
                                 write_json, write_text)
@@ -44,11 +45,55 @@ def member_dir(pack_dir: Path, seed: int) -> Path:
     return Path(pack_dir) / f"seed-{seed}"
 
 
-def member_config(cfg: DictConfig, seed: int, directory: Path) -> DictConfig:
-    """The pack's config as the member's own run would have it: its seed, its directory."""
+def is_pack(cfg: DictConfig) -> bool:
+    """Whether the config trains a pack: its `seed` is a list (of one or more seeds)."""
+    return OmegaConf.is_list(cfg.get("seed"))
+
+
+FULL_PRECISION = ("32", "32-true")
+
+
+def _refuse(key: str, value: Any, why: str) -> None:
+    raise ConfigError(f"{key}={value!r} is not allowed with seed=[...] (a pack): {why}.")
+
+
+def check_pack(cfg: DictConfig) -> None:
+    """What a pack cannot carry exactly, refused before any work: each member must equal its seed alone."""
+    data_seed = cfg.data.get("seed") if cfg.get("data") is not None else None
+    if not is_pack(cfg):
+        if OmegaConf.is_list(data_seed):
+            raise ConfigError(f"data.seed={OmegaConf.to_object(data_seed)!r} is not allowed: a list of seeds is "
+                              "a pack, given as seed=[...] (data.seed follows it).")
+        return
+    seeds = OmegaConf.to_object(cfg.seed)
+    if data_seed is not None and (OmegaConf.to_object(data_seed) if OmegaConf.is_list(data_seed) else data_seed) != seeds:
+        _refuse("data.seed", OmegaConf.to_object(data_seed) if OmegaConf.is_list(data_seed) else data_seed,
+                "in a pack each member's data order and augmentation come from its own seed; leave data.seed out")
+    trainer = cfg.get("trainer") or {}
+    precision = trainer.get("precision", "32-true")
+    if str(precision) not in FULL_PRECISION:
+        _refuse("trainer.precision", precision, "mixed precision rounds a batch of members differently from one "
+                "member alone; train in full precision, or each seed alone (seed=N)")
+    if (cfg.get("fastpath") or {}).get("compile") is True:
+        _refuse("fastpath.compile", True, "compiled kernels sum a pack in another order than a member alone; "
+                "set fastpath.compile=false")
+    devices, strategy = trainer.get("devices", 1), str(trainer.get("strategy", ""))
+    several = (isinstance(devices, int) and devices > 1) or (OmegaConf.is_list(devices) and len(devices) > 1)
+    if several or "ddp" in strategy:
+        _refuse("trainer.devices", OmegaConf.to_object(devices) if OmegaConf.is_list(devices) else devices,
+                "a pack trains in one process on one device; give each seed its own run (seed=N) to use several")
+
+
+def member_config(cfg: DictConfig, seed: int, directory: Path | None = None) -> DictConfig:
+    """The pack's config as the member's own run would have it: its seed; with `directory`, its
+    directory (what its loggers write to); without, Hydra's, as a single run's config is saved, so
+    that rerunning it writes a new run rather than over the member."""
     member = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     member.seed = seed
-    member.paths.output_dir = str(directory)
+    if OmegaConf.is_list(member.data.get("seed")):
+        member.data.seed = seed
+    if directory is not None:
+        member.paths.output_dir = str(directory)
     for spec in (member.get("logger") or {}).values():
         if spec is not None and "group" in spec:  # wandb groups a pack's members (mean and band)
             spec.group = Path(cfg.paths.output_dir).name
@@ -63,16 +108,17 @@ def member_overrides(overrides: list[str], seed: int) -> list[str]:
 
 
 def plan_members(cfg: DictConfig, seeds: list[int], overrides: list[str]) -> list[Member]:
-    """The members' directories, each with the config its run would have (written now, as Hydra
-    writes a single run's before it trains), and the pack's pack.json."""
+    """The members' directories, each with the config its run would have (written at the pack's
+    start, as Hydra writes a single run's; a resumed pack keeps them), and the pack's pack.json."""
     pack_dir = Path(cfg.paths.output_dir)
     members = []
     for index, seed in enumerate(seeds):
         directory = member_dir(pack_dir, seed)
         hydra_dir = directory / HYDRA_DIR
         hydra_dir.mkdir(parents=True, exist_ok=True)
-        write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(member_config(cfg, seed, directory)))
-        write_text(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(member_overrides(overrides, seed)))
+        if not (hydra_dir / "config.yaml").is_file():
+            write_text(hydra_dir / "config.yaml", OmegaConf.to_yaml(member_config(cfg, seed)))
+            write_text(hydra_dir / "overrides.yaml", OmegaConf.to_yaml(member_overrides(overrides, seed)))
         members.append(Member(index, seed, directory))
     write_json(pack_dir / PACK_FILE, {"seeds": seeds, "members": [m.directory.name for m in members]})
     return members
@@ -133,12 +179,30 @@ def _member_slice(value: Any, index: int, members: int) -> Any:
     return value
 
 
+def member_optimizer_state(state: dict[str, Any], index: int, members: int) -> dict[str, Any]:
+    """One member's part of the pack optimizer's state. The optimizer holds each parameter's members as
+    tensors of their own (`MemberViews`), parameter by parameter: in each group, member m's views are
+    every members-th from m; renumbered from 0 they are a single run's."""
+    groups, kept, number = [], {}, 0
+    for group in state["param_groups"]:
+        own = group["params"][index::members]
+        renumbered = []
+        for old in own:
+            if old in state["state"]:
+                kept[number] = state["state"][old]
+            renumbered.append(number)
+            number += 1
+        groups.append({**group, "params": renumbered})
+    return {"state": kept, "param_groups": groups}
+
+
 def member_checkpoint(checkpoint: dict[str, Any], member: Member, members: int) -> dict[str, Any]:
     """A pack checkpoint cut to one member: what a single run of its seed saves (weights, optimizer
     state, its dropout generators, its seed in the settings)."""
     result = {key: value for key, value in checkpoint.items() if key not in ("callbacks", "member_generators")}
     result["state_dict"] = _member_slice(checkpoint["state_dict"], member.index, members)
-    result["optimizer_states"] = _member_slice(checkpoint.get("optimizer_states", []), member.index, members)
+    result["optimizer_states"] = [member_optimizer_state(state, member.index, members)
+                                  for state in checkpoint.get("optimizer_states", [])]
     result["member_generators"] = {device: [states[member.index]]
                                    for device, states in checkpoint.get("member_generators", {}).items()}
     result["failed_members"] = {}
@@ -159,8 +223,8 @@ class MemberBest(pl.Callback):
         self.best_epoch: dict[int, int] = {}
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
-            return
+        if trainer.sanity_checking or trainer.fast_dev_run or not trainer.is_global_zero:
+            return  # as Lightning's own checkpoints: a smoke pass keeps none
         accuracy = pl_module.member_values.get("val/acc")
         improved = [m for m in self.members if m.index not in pl_module.failed_members and accuracy is not None
                     and math.isfinite(accuracy[m.index]) and accuracy[m.index] > self.best.get(m.index, -1.0)]
@@ -215,7 +279,7 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
     return result
 
 
-def write_summary(pack_dir: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
-    result = {**(read_json(Path(pack_dir) / PACK_FILE) or {}), **summary(records)}
+def write_summary(pack_dir: Path, records: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
+    result = {**(read_json(Path(pack_dir) / PACK_FILE) or {}), **summary(records), **fields}
     write_json(Path(pack_dir) / SUMMARY_FILE, result)
     return result

@@ -17,6 +17,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
 from mlplab.run import resume
@@ -25,22 +26,25 @@ from mlplab.run.members import Member, MemberBest, MemberLoggers, best_weights, 
     plan_members, write_summary
 from mlplab.run.provenance import run_info
 from mlplab.run.records import (ERROR_LOG, FAILED, FINISHED, INTERRUPTED, LAST_CHECKPOINT, METRICS_FILE,
-                                RUN_INFO_FILE, RUNNING, checkpoint_path, now, read_json, write_json, write_status,
-                                write_text)
+                                RUN_INFO_FILE, RUNNING, checkpoint_path, claim, now, read_json, release, write_json,
+                                write_status, write_text)
 from mlplab.lightning_internals import checkpoint_contents
 
 
-class MemberLast(pl.Callback):
-    """Each member's checkpoints/last.ckpt when training ends (what eval.py tests without validation)."""
+class MemberLast(Checkpoint):
+    """Each training member's checkpoints/last.ckpt at every epoch's end, as a single run's (what eval.py
+    tests without validation). A Checkpoint, so Lightning calls it after the module's epoch-end logging."""
 
     def __init__(self, members: list[Member]) -> None:
         self.members = members
 
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero or trainer.fast_dev_run:
             return
         contents = checkpoint_contents(trainer)
         for member in self.members:
+            if member.index in pl_module.failed_members:
+                continue  # its last good state is its best.ckpt
             path = checkpoint_path(member.directory, LAST_CHECKPOINT)
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save(member_checkpoint(contents, member, len(self.members)), path)
@@ -61,6 +65,7 @@ class PackRun:
     def start(self, data_md5s: dict[str, str]) -> None:
         """Each member's status (running) and run_info.json (a resumed pack keeps each member's own)."""
         for member in self.members:
+            claim(member.directory)  # one owner: a resume of the member alone is refused meanwhile
             path = member.directory / RUN_INFO_FILE
             info = read_json(path) if self.cfg.get("resume") else None
             if info is not None:
@@ -125,7 +130,12 @@ class PackRun:
             write_json(member.directory / RUN_INFO_FILE, {**info, "ended": now(), "metrics": record})
             write_status(member.directory, FINISHED, ended=now(), smoke=record["smoke"])
             ended.append({**record, "status": FINISHED})
-        return write_summary(self.pack_dir, ended)
+        epochs = records[0]["epochs"] if records else 0
+        return write_summary(self.pack_dir, ended, epochs=epochs)
+
+    def release(self) -> None:
+        for member in self.members:
+            release(member.directory)
 
     def _failed(self, member: Member, error: str) -> None:
         finish_wandb(member.loggers, None, FAILED, exit_code=1)

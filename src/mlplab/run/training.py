@@ -43,7 +43,7 @@ from mlplab.run.records import (BEST_CHECKPOINT, CHECKPOINTS_DIR, ERROR_LOG, FAI
                                 INTERRUPTED_CHECKPOINT, LAST_CHECKPOINT, checkpoint_path, covers_all,
                                 METRICS_FILE, RUN_INFO_FILE, RUNNING, now, read_json, release, slurm_job, write_json,
                                 write_status, write_text)
-from mlplab.run.members import SUMMARY_METRICS
+from mlplab.run.members import SUMMARY_METRICS, is_pack
 from mlplab.run.packs import PackRun
 from mlplab.run.stops import NonFiniteLossGuard, RunInterrupted, StopOnSignal
 
@@ -100,7 +100,7 @@ def start_info(cfg: DictConfig, output_dir: Path, data_md5s: dict[str, str]) -> 
         info.setdefault("resumed", []).append(now())
     else:
         seeds = member_seeds(cfg.seed)
-        info = {**run_info(seeds if len(seeds) > 1 else seeds[0], data_md5s), "wandb_id": secrets.token_hex(4)}
+        info = {**run_info(seeds if is_pack(cfg) else seeds[0], data_md5s), "wandb_id": secrets.token_hex(4)}
     if is_rank_zero():
         write_json(output_dir / RUN_INFO_FILE, info)
     return info
@@ -214,7 +214,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """
     output_dir = Path(cfg.paths.output_dir)
     seeds = member_seeds(cfg.seed)
-    pack = PackRun(cfg, seeds, task_overrides()) if len(seeds) > 1 and is_rank_zero() else None
+    pack = PackRun(cfg, seeds, task_overrides()) if is_pack(cfg) and is_rank_zero() else None
     stop = StopOnSignal()
     stop.install()
     try:
@@ -228,6 +228,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     finally:
         stop.uninstall()
         release(output_dir)
+        if pack is not None:
+            pack.release()
 
 
 def _run(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, pack: PackRun | None) -> dict[str, Any]:
@@ -287,7 +289,10 @@ def _finish_pack(cfg: DictConfig, output_dir: Path, pack: PackRun, records: list
     line = f"pack of {result['members']}, {result['finished']} finished: {told} -> {output_dir}"
     Console(soft_wrap=True).print(f"[bold yellow]smoke check only ({smoke}), not a result: {line}" if smoke
                                   else f"[bold green]{line}")
-    return {**result, "output_dir": str(output_dir), "smoke": smoke}
+    # What train.py returns (a Hydra sweeper's objective): the members' mean, as a single run's value.
+    best = result.get("val_acc_best")
+    return {**result, "output_dir": str(output_dir), "smoke": smoke,
+            "val_acc_best": best["mean"] if isinstance(best, dict) else None}
 
 
 def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list,
@@ -300,7 +305,7 @@ def _train(cfg: DictConfig, output_dir: Path, stop: StopOnSignal, loggers: list,
                  *(pack.callbacks() if pack else []),
                  *build_callbacks(cfg)]
     trainer = build_trainer(cfg, callbacks, [])  # before any data is read: Lightning checks its own arguments
-    if len(member_seeds(cfg.seed)) > 1 and trainer.world_size > 1:
+    if is_pack(cfg) and trainer.world_size > 1:
         raise ConfigError(f"seed={list(member_seeds(cfg.seed))} trains a pack in one process; on "
                           f"{trainer.world_size} devices give each seed its own run (seed=N), or use one device.")
     pl.seed_everything(member_seeds(cfg.seed)[0], workers=True)  # each member draws from its own seed
