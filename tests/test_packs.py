@@ -130,6 +130,11 @@ def test_a_member_records_exactly_what_its_seed_alone_records(reference_pack, tm
     assert member_metrics(member) == final_metrics(single)
     for name in ("best.ckpt", "last.ckpt"):
         assert same(weights(member / "checkpoints" / name), weights(single / "checkpoints" / name)), name
+        # The member's optimizer state is its own, numbered as a single run's (resumable as one).
+        mine, alone = (torch.load(folder / "checkpoints" / name, weights_only=True)["optimizer_states"][0]
+                       for folder in (member, single))
+        assert [g["params"] for g in mine["param_groups"]] == [g["params"] for g in alone["param_groups"]]
+        assert all(torch.equal(mine["state"][k][n], alone["state"][k][n]) for k in alone["state"] for n in alone["state"][k])
     assert (member / "csv" / "metrics.csv").read_text() == (single / "csv" / "metrics.csv").read_text()
     assert json.loads((member / "status.json").read_text())["status"] == "finished"
     config = (member / ".hydra" / "config.yaml").read_text()
@@ -224,3 +229,34 @@ def test_under_a_sweep_agent_the_pack_reports_its_means_to_the_agents_run(mnist,
     for seed in (1, 2):
         member = run_dir / f"seed-{seed}"
         assert (member / "metrics.json").is_file() and not (member / "wandb").exists()
+
+
+@pytest.mark.parametrize("overrides, key", [
+    (("seed=[1,2]", "++trainer.precision=bf16-mixed"), "trainer.precision"),
+    (("seed=[1,2]", "fastpath.compile=true"), "fastpath.compile"),
+    (("seed=[1,2]", "++data.seed=5"), "data.seed"),
+    (("seed=1", "data.seed=[3,4]"), "data.seed"),
+    (("seed=[1,2]", "trainer=ddp"), "trainer.devices"),
+])
+def test_what_a_pack_cannot_carry_exactly_is_refused_in_one_line(overrides, key, tmp_path):
+    from helpers import assert_one_line_error
+
+    result = run_script("train.py", *overrides, f"hydra.run.dir={tmp_path / 'run'}")
+    assert_one_line_error(result, key)
+    assert not (tmp_path / "run" / "seed-1").exists()
+
+
+@pytest.mark.slow
+def test_a_list_of_one_seed_is_a_pack_of_one_and_a_finished_pack_resumes_to_nothing(mnist, tmp_path):
+    run_dir = tmp_path / "run"
+    tiny = ("+experiment=smoke", "callbacks=none", "logger=csv")
+    result = run_script("train.py", *tiny, "seed=[7]", f"hydra.run.dir={run_dir}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads((run_dir / "pack.json").read_text())["members"] == ["seed-7"]
+    assert json.loads((run_dir / "seed-7" / "metrics.json").read_text())["seed"] == 7
+    before = {path: path.stat().st_mtime_ns for path in run_dir.rglob("*") if path.is_file()}
+    again = run_script("train.py", *tiny, "seed=[7]", f"resume={run_dir}")
+    assert again.returncode == 0 and "nothing to resume" in again.stdout + again.stderr
+    assert {path: path.stat().st_mtime_ns for path in run_dir.rglob("*") if path.is_file()
+            and path.name not in ("train.log", ".owner")} == {p: t for p, t in before.items()
+                                                            if p.name not in ("train.log", ".owner")}
