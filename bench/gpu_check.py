@@ -1,12 +1,16 @@
-"""Every GPU figure of docs/performance.md, on one fresh single-GPU machine, in about five minutes.
+"""Every GPU figure of docs/performance.md, on one fresh single-GPU machine, in about six minutes.
 
-It fetches nothing: the project's dependencies must be installed and MNIST_ROOT must name the
-folder that holds MNIST/raw/. Runs, in order (timed parts alone on the GPU):
+It fetches nothing: the project's dependencies must be installed (a machine with torch but without
+hydra-core, omegaconf or wandb is refused in one line before anything runs; bring them along, e.g.
+as wheels) and MNIST_ROOT must name the folder that holds MNIST/raw/. Runs, in order (timed parts
+alone on the GPU):
   1. bench/throughput.py on CUDA: the project (chunks + CUDA graph), with augment=affine, eager, the
-     minimal loop and the CUDA-graph floor;
+     minimal loop, the CUDA-graph floor, and packs of 1, 5 and 32 members (member-samples/s; a pack
+     of 32 against the single run);
   2. one 20-epoch `+experiment=seed_pytorch` trial as a whole process: process wall vs fit time;
-  3. an offline sweep of 12 trials x 3 epochs on 4 agents: sweep wall vs the trials' fit times / 4;
-  4. side by side: the 20-epoch reference with the CUDA-graph step and eagerly, seeds 1-3 (accuracy,
+  3. the 5-seed cell of that trial, `seed=[1,2,3,4,5]`, as one process: its wall vs the trial's;
+  4. an offline sweep of 12 trials x 3 epochs on 4 agents: sweep wall vs the trials' fit times / 4;
+  5. side by side: the 20-epoch reference with the CUDA-graph step and eagerly, seeds 1-3 (accuracy,
      and how far the weights drift apart), two deterministic reruns and a resumed run (bit-identity).
 Prints each figure beside its target and writes summary.json into --out.
 
@@ -16,6 +20,7 @@ Prints each figure beside its target and writes summary.json into --out.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -27,19 +32,43 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
+# What train.py and the sweep launcher import beyond what a GPU image with torch and Lightning holds
+# (import name: package name); wandb is imported whenever a WANDB_* variable is set, as here.
+NEEDED = {"hydra": "hydra-core", "omegaconf": "omegaconf", "antlr4": "antlr4-python3-runtime", "wandb": "wandb",
+          "yaml": "pyyaml"}
+PACK_SEEDS = [1, 2, 3, 4, 5]
 
 
 def start(args: list[str], log: Path) -> subprocess.Popen:
     return subprocess.Popen([PYTHON, *args], cwd=REPO, stdout=log.open("w"), stderr=subprocess.STDOUT)
 
 
-def timed(args: list[str], log: Path) -> float:
-    """Run to the end; its wall seconds. A failure stops the check, naming the log."""
+def measured(args: list[str], log: Path) -> tuple[float, float]:
+    """Run to the end; its wall seconds and peak RSS in GiB (the kernel's, as /usr/bin/time -v reports
+    it). A failure stops the check, naming the log."""
     began = time.perf_counter()
-    code = start(args, log).wait()
+    process = start(args, log)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - began
+    process.returncode = code = os.waitstatus_to_exitcode(status)
     if code != 0:
         sys.exit(f"failed (exit {code}): {' '.join(args)}; see {log}:\n" + log.read_text()[-3000:])
-    return time.perf_counter() - began
+    return wall, usage.ru_maxrss / 2**20
+
+
+def timed(args: list[str], log: Path) -> float:
+    return measured(args, log)[0]
+
+
+def missing_packages() -> list[str]:
+    return [package for module, package in NEEDED.items() if importlib.util.find_spec(module) is None]
+
+
+def one_trial_per_process() -> list[str]:
+    """`--pack 1` where the sweep launcher packs a configuration's seeds (its --help lists --pack): the
+    sweep and correctness figures are of one trial per process, as they were measured before packs."""
+    shown = subprocess.run([PYTHON, "-m", "mlplab.tools.sweep", "--help"], cwd=REPO, capture_output=True, text=True)
+    return ["--pack", "1"] if "--pack" in shown.stdout else []
 
 
 def metrics(run_dir: Path) -> dict:
@@ -67,26 +96,54 @@ def trial_runs(sweep_dir: Path) -> list[tuple[list[str], dict, Path]]:
     return runs
 
 
-def throughput(out: Path) -> None:
-    timed(["bench/throughput.py", "--device", "cuda", "--steps", "3000", "--warmup", "200"], out / "throughput.txt")
+def throughput(out: Path, summary: dict) -> None:
+    # Its default packs on CUDA are 1, 5 and 32 members.
+    timed(["bench/throughput.py", "--device", "cuda", "--steps", "3000", "--warmup", "200",
+           "--json", str(out / "throughput.json")], out / "throughput.txt")
     print((out / "throughput.txt").read_text().split("machine:")[-1].rstrip(), flush=True)
+    figures = json.loads((out / "throughput.json").read_text())
+    summary["throughput"] = {"samples_per_second": figures["samples_per_second"], "pack_ratios": figures["pack_ratios"]}
+    if "p_pack_32/c" in figures["pack_ratios"]:
+        print(f"\npack of 32: {figures['samples_per_second']['p_pack_32']:,.0f} member-samples/s, "
+              f"{figures['pack_ratios']['p_pack_32/c']:.1f}x the single run's samples/s (target >= 10)", flush=True)
 
 
 def single_trial(out: Path, summary: dict) -> None:
     run_dir = out / "trial_seed1"
-    wall = timed(["train.py", "+experiment=seed_pytorch", "seed=1", f"hydra.run.dir={run_dir}"], out / "trial_seed1.log")
+    wall, rss = measured(["train.py", "+experiment=seed_pytorch", "seed=1", f"hydra.run.dir={run_dir}"],
+                         out / "trial_seed1.log")
     result = metrics(run_dir)
     summary["trial"] = {"process_wall_s": round(wall, 1), "fit_s": result["fit_seconds"],
-                        "in_process_wall_s": result["wall_seconds"], "test_acc": result["test_acc"]}
+                        "in_process_wall_s": result["wall_seconds"], "test_acc": result["test_acc"],
+                        "peak_rss_gib": round(rss, 2)}
     print(f"\n20-epoch seed_pytorch trial: process wall {wall:.1f} s, fit {result['fit_seconds']:.1f} s, "
           f"wall/fit {wall / result['fit_seconds']:.2f}x (target <= 2); imports and start-up before the run "
           f"{wall - result['wall_seconds']:.1f} s; test accuracy {result['test_acc']:.2%}", flush=True)
 
 
+def pack_cell(out: Path, summary: dict) -> None:
+    """The trial's 5-seed cell as one pack process, against the trial (one seed alone) just before it."""
+    if "trial" not in summary:  # --skip trial: the one seed alone is still what the pack is held to
+        single_trial(out, summary)
+    run_dir = out / "pack_seeds1-5"
+    wall, rss = measured(["train.py", "+experiment=seed_pytorch", f"seed={PACK_SEEDS}".replace(" ", ""),
+                          f"hydra.run.dir={run_dir}"], out / "pack_seeds1-5.log")
+    members = [metrics(run_dir / f"seed-{seed}") for seed in PACK_SEEDS]
+    accuracies = [member["test_acc"] for member in members]
+    alone, alone_rss = summary["trial"]["process_wall_s"], summary["trial"]["peak_rss_gib"]
+    summary["pack"] = {"seeds": PACK_SEEDS, "process_wall_s": round(wall, 1), "fit_s": members[0]["fit_seconds"],
+                       "wall_over_one_seed": round(wall / alone, 2), "test_acc": accuracies,
+                       "peak_rss_gib": round(rss, 2), "peak_rss_over_one_seed": round(rss / alone_rss, 2)}
+    print(f"\n20-epoch 5-seed cell as one pack process: wall {wall:.1f} s (fit {members[0]['fit_seconds']:.1f} s) "
+          f"against {alone:.1f} s for seed 1 alone: {wall / alone:.2f}x (target <= 1.5); peak RSS {rss:.2f} GiB, "
+          f"{summary['pack']['peak_rss_over_one_seed']:.2f}x; test accuracy {sum(accuracies) / len(accuracies):.2%} "
+          f"mean of seeds {PACK_SEEDS[0]}-{PACK_SEEDS[-1]}", flush=True)
+
+
 def short_sweep(out: Path, summary: dict, agents: int = 4) -> None:
     sweep_dir = out / "short_trials"
     wall = timed(["-m", "mlplab.tools.sweep", "bench/sweeps/short_trials.yaml", "--offline", "--agents", str(agents),
-                  "--stagger", "0", "--sweep-dir", str(sweep_dir)], out / "short_trials.log")
+                  "--stagger", "0", *one_trial_per_process(), "--sweep-dir", str(sweep_dir)], out / "short_trials.log")
     fits = [result["fit_seconds"] for _, result, _ in trial_runs(sweep_dir)]
     bound = sum(fits) / agents
     summary["sweep"] = {"trials": len(fits), "agents": agents, "wall_s": round(wall, 1), "sum_fit_s": round(sum(fits), 1)}
@@ -100,7 +157,7 @@ def correctness(out: Path, summary: dict) -> None:
     pairs = {name: out / name for name in ("det_a", "det_b", "resumed")}
     started = [
         start(["-m", "mlplab.tools.sweep", "bench/sweeps/graph_vs_eager.yaml", "--offline", "--agents", "6", "--stagger", "0",
-               "--sweep-dir", str(out / "graph_vs_eager")], out / "graph_vs_eager.log"),
+               *one_trial_per_process(), "--sweep-dir", str(out / "graph_vs_eager")], out / "graph_vs_eager.log"),
         start(["train.py", *common, "trainer.max_epochs=2", f"hydra.run.dir={pairs['det_a']}"], out / "det_a.log"),
         start(["train.py", *common, "trainer.max_epochs=2", f"hydra.run.dir={pairs['det_b']}"], out / "det_b.log"),
     ]
@@ -132,10 +189,15 @@ def correctness(out: Path, summary: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "gpu_check")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "trial", "sweep", "correctness"])
+    parser.add_argument("--skip", nargs="*", default=[],
+                        choices=["throughput", "trial", "pack", "sweep", "correctness"])
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: this check measures the GPU path (bench/throughput.py runs on the CPU)")
+    if missing_packages():  # refused before any GPU time is spent on a run that cannot start
+        sys.exit(f"error: missing Python packages {', '.join(missing_packages())}: train.py and the sweep launcher "
+                 "import them; install the project's dependencies (requirements/lock.txt), on a machine without "
+                 "a network from wheels brought along")
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("WANDB_MODE", "offline")
@@ -143,8 +205,9 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, Python {sys.version.split()[0]}", flush=True)
     summary: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
     began = time.perf_counter()
-    steps = {"throughput": lambda: throughput(out), "trial": lambda: single_trial(out, summary),
-             "sweep": lambda: short_sweep(out, summary), "correctness": lambda: correctness(out, summary)}
+    steps = {"throughput": lambda: throughput(out, summary), "trial": lambda: single_trial(out, summary),
+             "pack": lambda: pack_cell(out, summary), "sweep": lambda: short_sweep(out, summary),
+             "correctness": lambda: correctness(out, summary)}
     for name, step in steps.items():
         if name not in args.skip:
             step()

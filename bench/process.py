@@ -3,8 +3,8 @@
 A: `python train.py +experiment=seed_pytorch trainer.max_epochs=E` (start-up, validation, checkpoints,
    test, figures and loggers included; `--logger` picks the logger group);
 B: `python bench/minimal_train.py --epochs E` (the same recipe with nothing but torch).
-Runs them in turn, A B A B ..., after one warm-up each, and prints each one's median wall time and
-the median of the pairwise speed ratios B/A (1.0: the project costs nothing over the bare script).
+Runs them in turn, A B A B ..., after one warm-up each, and prints the machine, each one's median wall
+time and the median of the pairwise speed ratios B/A (1.0: the project costs nothing over the bare script).
 
     MNIST_ROOT=../shared/data WANDB_MODE=offline python bench/process.py [--epochs 3] [--runs 5] [--logger default]
 
@@ -14,6 +14,8 @@ A bad argument, or a run that fails, stops it with one `error:` line.
 from __future__ import annotations
 
 import argparse
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -25,6 +27,29 @@ from minimal_train import MAX_EPOCHS, OneLineParser, bounded_int  # bench/ is th
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_RUNS = 100
+
+
+def cpu_model() -> str:
+    """The CPU's model name as the kernel reports it (platform.processor() is often just the architecture)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_facts() -> str:
+    """One line of what the figures depend on: CPU, cores this process may use, load, torch and its threads.
+    The load average says whether others shared the machine while it was measured."""
+    import torch  # here, not at the top: process.py itself only starts processes
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threads = ", ".join(f"{name}={os.environ[name]}" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
+                        if name in os.environ)
+    return (f"{cpu_model()}, {os.cpu_count()} CPUs ({usable} usable), load average {os.getloadavg()[0]:.2f}, "
+            f"torch {torch.__version__} with {torch.get_num_threads()} threads" + (f" ({threads})" if threads else ""))
 
 
 def logger_options() -> list[str]:
@@ -53,6 +78,7 @@ def main() -> None:
     parser.add_argument("--logger", default="default", choices=logger_options(),
                         help="the run's logger group (conf/logger/): default is csv + wandb")
     args = parser.parse_args()
+    machine = machine_facts()  # before the runs: the load average is the machine's, not theirs
     with tempfile.TemporaryDirectory() as scratch:
         def project(index: int) -> list[str]:
             return [sys.executable, "train.py", "+experiment=seed_pytorch", f"trainer.max_epochs={args.epochs}",
@@ -64,6 +90,7 @@ def main() -> None:
     a = statistics.median(run for run, _ in pairs)
     b = statistics.median(bare for _, bare in pairs)
     ratio = statistics.median(bare / run for run, bare in pairs)
+    print(f"machine: {machine}")
     print(f"{args.epochs}-epoch seed_pytorch, logger={args.logger}, {args.runs} runs each")
     print(f"A project process  median {a:6.2f} s  (min {min(r for r, _ in pairs):.2f}, max {max(r for r, _ in pairs):.2f})")
     print(f"B minimal script   median {b:6.2f} s  (min {min(m for _, m in pairs):.2f}, max {max(m for _, m in pairs):.2f})")

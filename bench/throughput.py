@@ -8,11 +8,15 @@
 (c) the project's own path: the real config, datamodule, module, Lightning Trainer and the callbacks
     of train.py (dashboard insights, NaN guard), CSV logging on, with its defaults (chunks of 8
     batches, the CUDA-graph step on a GPU); then with augment=affine; then one batch per Lightning
-    batch and an eager step (fastpath.chunk=1 fastpath.cuda_graph=false), the path before chunks and graphs.
+    batch and an eager step (fastpath.chunk=1 fastpath.cuda_graph=false), the path before chunks and graphs;
+(p) the project's path trained as packs (`seed=[1,...,N]`: one batched model, each step N members' batches),
+    by default of 1, 5 and 16 members on the CPU, 1, 5 and 32 on CUDA, in member-samples/s (samples/s
+    times members) and as a ratio to (c), the single run.
 Each runs the same number of steps after a warm-up, in this one process, on the same data.
-Prints samples/s, the ratios, and the peak RSS of (c).
+Prints the machine, samples/s, the ratios, and the peak RSS of (c); --json also writes them to a file.
 
     MNIST_ROOT=../shared/data python bench/throughput.py [--steps 1500] [--warmup 100] [--device cpu] [--compile]
+                                                         [--packs 1,5,16] [--json results.json]
 
 A bad argument, a device this machine lacks or missing data is one `error:` line.
 """
@@ -20,8 +24,8 @@ A bad argument, a device this machine lacks or missing data is one `error:` line
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import platform
 import re
 import resource
 import sys
@@ -39,8 +43,10 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import functional as TF
 
 from minimal_train import OneLineParser, bounded_int  # bench/ is this script's import path
-from mlplab.core.data import load_split, verify_files
+from process import machine_facts
+from mlplab.core.data import load_split, member_seeds, verify_files
 from mlplab.errors import UserError
+from mlplab.run.config_checks import MAX_MEMBERS
 from mlplab.run.loggers import build_loggers
 from mlplab.run.stops import NonFiniteLossGuard
 from mlplab.run.build import build_callbacks, build_datamodule, build_module, build_trainer, fast_path
@@ -52,6 +58,10 @@ BATCH = 100
 MIN_STEPS = 16
 MAX_STEPS = 1_000_000  # 10^8 samples: minutes on an H200, hours on a CPU
 MAX_WARMUP = 100_000
+# The issue's pack sizes: on a GPU a pack fills what one small model leaves idle, so it goes to 32;
+# on the CPU 16 members already keep both cores busy and take a pack of 16 times a step's time.
+DEFAULT_PACKS = {"cpu": (1, 5, 16), "cuda": (1, 5, 32)}
+PACK_TARGETS = {("cpu", 5): ">= 1.8 on the CPU", ("cpu", 16): ">= 2.5 on the CPU", ("cuda", 32): ">= 10 on CUDA"}
 
 
 def device_argument(text: str) -> torch.device:
@@ -65,6 +75,19 @@ def device_argument(text: str) -> torch.device:
             raise argparse.ArgumentTypeError(f"{text!r} is not on this machine: it has {count} CUDA device(s); "
                                              "use --device cpu")
     return device
+
+
+def pack_sizes(text: str) -> tuple[int, ...]:
+    """An argparse type: pack sizes separated by commas (1,5,16), each once, each in [1, MAX_MEMBERS]
+    (what `seed=[...]` allows)."""
+    allowed = f"pack sizes in [1, {MAX_MEMBERS}] separated by commas, each once, e.g. 1,5,16"
+    try:
+        sizes = tuple(bounded_int(1, MAX_MEMBERS)(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        sizes = ()
+    if not sizes or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allowed: {allowed}")
+    return sizes
 
 
 def reference_mlp() -> nn.Module:
@@ -210,13 +233,20 @@ def project(device: torch.device, steps: int, warmup: int, *overrides: str) -> f
                 "++trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0", "trainer.enable_model_summary=false",
                 "++trainer.enable_checkpointing=false", "logger=csv", f"paths.output_dir={output_dir}", *overrides,
             ])
-        pl.seed_everything(cfg.seed, workers=True)
+        seeds = member_seeds(cfg.seed)
+        pl.seed_everything(seeds[0], workers=True)  # as train.py seeds a pack: each member draws from its own
         datamodule = build_datamodule(cfg)
         timer = StepTimer(warmup)
         trainer = build_trainer(cfg, [timer, NonFiniteLossGuard(), *build_callbacks(cfg)], build_loggers(cfg))
         module = build_module(cfg, datamodule)
         trainer.fit(fast_path(cfg).prepared(module), datamodule=datamodule)
-        return timer.samples_per_second()
+        # A pack's step trains every member on its own batch: members x BATCH samples per step.
+        return timer.samples_per_second() * len(seeds)
+
+
+def pack(device: torch.device, steps: int, warmup: int, members: int) -> float:
+    """(p): member-samples/s of the project's path with `seed=[1,...,members]` (a list even for one member)."""
+    return project(device, steps, warmup, f"seed=[{','.join(str(seed) for seed in range(1, members + 1))}]")
 
 
 def main() -> None:
@@ -225,8 +255,16 @@ def main() -> None:
     parser.add_argument("--warmup", type=bounded_int(0, MAX_WARMUP), default=100)
     parser.add_argument("--device", type=device_argument, default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--compile", action="store_true", help="also time (c) with fastpath.compile=true")
+    parser.add_argument("--packs", type=pack_sizes, help="pack sizes of (p), e.g. 1,5,16 (default: "
+                        + "; ".join(f"{','.join(map(str, sizes))} on {kind}" for kind, sizes in DEFAULT_PACKS.items())
+                        + ")")
+    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the figures to FILE (bench/gpu_check.py)")
     args = parser.parse_args()
     device = args.device
+    packs = args.packs or DEFAULT_PACKS[device.type]
+    machine = machine_facts()  # before the timing: its load average is the others' on this machine, not ours
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):  # found before the timing
+        parser.error(f"argument --json: {str(args.json)!r} is not allowed: a file name in an existing folder")
 
     root = os.environ.get("MNIST_ROOT", "./data")
     try:
@@ -244,18 +282,19 @@ def main() -> None:
         results["c_project_chunked_eager"] = project(device, args.steps, args.warmup, "fastpath.cuda_graph=false")
     if args.compile:
         results["c_project_compiled"] = project(device, args.steps, args.warmup, "fastpath.compile=true")
+    for members in packs:
+        results[f"p_pack_{members}"] = pack(device, args.steps, args.warmup, members)
     results["b_minimal"] = minimal(images, labels, device, args.steps, args.warmup)
     results["b_minimal_fused"] = minimal(images, labels, device, args.steps, args.warmup, fused=True)
     if device.type == "cuda":
         results["g_graph_floor"] = graph_floor(images, labels, device, args.steps, args.warmup)
     results["a_textbook"] = textbook(images, labels, device, min(args.steps, 1000), args.warmup)
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"torch {torch.__version__}, device {device}"
+    print(f"\nmachine: {machine}, device {device}"
           + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     print(f"steps: {args.steps} after {args.warmup} warm-up, batch {BATCH}\n")
     for name, value in results.items():
-        print(f"{name:<26} {value:>10,.0f} samples/s")
+        print(f"{name:<26} {value:>10,.0f} {'member-samples/s' if name.startswith('p_') else 'samples/s'}")
     a, b, c, c_aff = results["a_textbook"], results["b_minimal"], results["c_project"], results["c_project_affine"]
     print()
     print(f"c/a (project / textbook)                 {c / a:6.2f}x")
@@ -268,6 +307,30 @@ def main() -> None:
         print(f"c/floor (project / CUDA-graph floor)     {c / floor:6.2f}x   target >= 0.4 and c >= 150k samples/s")
         print(f"c_affine/floor                           {c_aff / floor:6.2f}x   target >= 0.3")
     print(f"peak RSS of (c)                          {peak_rss_gib:6.2f} GiB")
+    ratios = {f"p_pack_{members}/c": results[f"p_pack_{members}"] / c for members in packs}
+    print("\npacks: member-samples/s (samples/s x members) / the single run's samples/s (c)")
+    for members in packs:
+        target = "   about 1: the same path" if members == 1 else ""
+        target = f"   target {PACK_TARGETS[device.type, members]}" if (device.type, members) in PACK_TARGETS else target
+        label = f"p_pack_{members}/c (pack of {members} / single run)"
+        print(f"{label:<41}{ratios[f'p_pack_{members}/c']:6.2f}x{target}")
+    if 1 in packs:
+        # (c) ran minutes before the packs; the pack of one ran beside them, so this ratio drifts less
+        # with the machine's load. (c) and the pack of one are the same code path.
+        if not 0.8 <= ratios["p_pack_1/c"] <= 1.25:
+            print(f"the pack of one ran at {ratios['p_pack_1/c']:.2f}x (c), its own path: the machine's speed "
+                  "changed during the run, so these ratios are not figures; run again on a quiet machine")
+        print("the same over the pack of one, timed next to the packs:")
+        for members in (size for size in packs if size != 1):
+            ratios[f"p_pack_{members}/p_pack_1"] = results[f"p_pack_{members}"] / results["p_pack_1"]
+            print(f"{f'p_pack_{members}/p_pack_1':<41}{ratios[f'p_pack_{members}/p_pack_1']:6.2f}x")
+    if args.json is not None:
+        figures = {"machine": machine, "device": str(device), "steps": args.steps, "warmup": args.warmup,
+                   "batch": BATCH, "samples_per_second": results, "pack_ratios": ratios, "peak_rss_c_gib": peak_rss_gib}
+        try:
+            args.json.write_text(json.dumps(figures, indent=2) + "\n")
+        except OSError as error:
+            sys.exit(f"error: cannot write {args.json}: {error.strerror or error}")
 
 
 if __name__ == "__main__":
