@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -24,20 +23,10 @@ import time
 from pathlib import Path
 
 from minimal_train import MAX_EPOCHS, OneLineParser, bounded_int  # bench/ is this script's import path
+from mlplab.run.provenance import cpu_model
 
 REPO = Path(__file__).resolve().parents[1]
 MAX_RUNS = 100
-
-
-def cpu_model() -> str:
-    """The CPU's model name as the kernel reports it (platform.processor() is often just the architecture)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_facts() -> str:
