@@ -43,11 +43,16 @@ def dry_run(capsys, *arguments: str) -> tuple[int, str]:
     ["--offline", "trainer.max_epochs=1", "--agents", "2"],  # the command line, options around them
     ["trainer.max_epochs=1", "--offline"],
     ["--offline", "--", "trainer.max_epochs=1"],
+    ["--offline", "--pack", "1", "trainer.max_epochs=1"],  # one process per trial
 ])
 def test_overrides_after_the_file_reach_every_trials_command(arguments, capsys):
     code, output = dry_run(capsys, *arguments)
     commands = [line for line in output.splitlines() if line.startswith(sys.executable)]
-    assert code == 0 and len(commands) == 50
+    # 50 trials: one process each with --pack 1, else 10 packs of the 5 seeds of each activation.
+    if "--pack" in arguments:
+        assert code == 0 and len(commands) == 50
+    else:
+        assert code == 0 and len(commands) == 10 and all("seed=[1, 2, 3, 4, 5]" in c for c in commands)
     # In place of the file's own trainer.max_epochs=20, which no trial gets any more.
     assert all(" trainer.max_epochs=1 " in command and "max_epochs=20" not in command for command in commands)
 
