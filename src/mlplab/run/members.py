@@ -13,6 +13,7 @@ A pack of one is a single run: its directory is its member's, and none of this i
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,9 +66,9 @@ def check_pack(cfg: DictConfig) -> None:
             raise ConfigError(f"data.seed={OmegaConf.to_object(data_seed)!r} is not allowed: a list of seeds is "
                               "a pack, given as seed=[...] (data.seed follows it).")
         return
-    seeds = OmegaConf.to_object(cfg.seed)
-    if data_seed is not None and (OmegaConf.to_object(data_seed) if OmegaConf.is_list(data_seed) else data_seed) != seeds:
-        _refuse("data.seed", OmegaConf.to_object(data_seed) if OmegaConf.is_list(data_seed) else data_seed,
+    data_seed = OmegaConf.to_object(data_seed) if OmegaConf.is_list(data_seed) else data_seed
+    if data_seed is not None and data_seed != OmegaConf.to_object(cfg.seed):
+        _refuse("data.seed", data_seed,
                 "in a pack each member's data order and augmentation come from its own seed; leave data.seed out")
     trainer = cfg.get("trainer") or {}
     precision = trainer.get("precision", "32-true")
@@ -270,9 +271,8 @@ def summary(records: list[dict[str, Any]]) -> dict[str, Any]:
         values = [record[name] for record in finished if isinstance(record.get(name), (int, float))]
         if not values:
             continue
-        count = len(values)
-        mean = sum(values) / count
-        std = math.sqrt(sum((v - mean) ** 2 for v in values) / (count - 1)) if count > 1 else None
+        count, mean = len(values), statistics.mean(values)
+        std = statistics.stdev(values) if count > 1 else None
         half = stats.t.ppf(0.975, count - 1) * std / math.sqrt(count) if std is not None else None
         result[name] = {"mean": mean, "std": std, "ci95": [mean - half, mean + half] if half is not None else None,
                         "n": count, "values": values}

@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.loggers import CSVLogger, Logger
 
+from mlplab.core.data import member_seeds
 from mlplab.run import resume
 from mlplab.run.loggers import build_loggers, finish_wandb, in_wandb_sweep, log_run
 from mlplab.run.members import Member, MemberBest, MemberLoggers, best_weights, member_checkpoint, member_config, \
@@ -53,9 +54,9 @@ class MemberLast(Checkpoint):
 class PackRun:
     """The members' records of one pack run (rank zero writes them)."""
 
-    def __init__(self, cfg: DictConfig, seeds: list[int], overrides: list[str]) -> None:
+    def __init__(self, cfg: DictConfig, overrides: list[str]) -> None:
         self.cfg, self.pack_dir = cfg, Path(cfg.paths.output_dir)
-        self.members = plan_members(cfg, seeds, overrides)
+        self.members = plan_members(cfg, member_seeds(cfg.seed), overrides)
         self.best = MemberBest(self.members)
         self.module: pl.LightningModule | None = None
 

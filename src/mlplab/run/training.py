@@ -213,8 +213,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     Raises SystemExit(128 + N) when signal N stopped the run.
     """
     output_dir = Path(cfg.paths.output_dir)
-    seeds = member_seeds(cfg.seed)
-    pack = PackRun(cfg, seeds, task_overrides()) if is_pack(cfg) and is_rank_zero() else None
+    pack = PackRun(cfg, task_overrides()) if is_pack(cfg) and is_rank_zero() else None
     stop = StopOnSignal()
     stop.install()
     try:
