@@ -8,7 +8,7 @@ from pathlib import Path
 import mlplab
 
 PACKAGE = Path(mlplab.__file__).parent
-LAYERS = ("errors", "core", "lightning_internals", "fastpath", "plots", "run", "tools")
+LAYERS = ("errors", "core", "lightning_internals", "fastpath", "plots", "run", "tools", "chapter")
 PRIVATE_LIGHTNING = ("_batches_that_stepped", "_on_before_step", "_on_after_step", "_call_callback_hooks",
                      "metrics_keys")
 

@@ -1,0 +1,195 @@
+"""Running the chapter's sweeps: one sweep dir per sweep file under the chapter dir, each launched
+through `python -m mlplab.tools.sweep --offline` with packs, so a rerun continues where the last
+stopped (finished trials are skipped, an interrupted pack continues from its checkpoint).
+
+Every trial gets one CPU thread whatever the number of slots: the thread count decides the bits of a
+CPU run, so a chapter continued with other slots stays the same computation. Runs whose training code
+differs from the checkout's are stale: their sweep dir is set aside and the sweep runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mlplab.errors import UserError
+from mlplab.run.provenance import MAX_LISTED, cpu_model
+from mlplab.run.records import now
+
+TIMING_FILE = "timing.jsonl"
+STALE_DIR = ".stale"
+# The code and files that decide a trained number; a change elsewhere (reports, docs) keeps the runs.
+TRAINING_PATHS = ("src/mlplab/core", "src/mlplab/run", "src/mlplab/fastpath", "src/mlplab/lightning_internals.py",
+                  "src/mlplab/tools/sweep", "conf", "train.py", "requirements/lock.txt")
+SINGLE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep file the chapter runs, and where its trials go."""
+
+    stem: str
+    root: Path  # the checkout: sweeps/<stem>.yaml and train.py are relative to it
+
+    @property
+    def file(self) -> Path:
+        return self.root / "sweeps" / f"{self.stem}.yaml"
+
+    def directory(self, chapter_dir: Path) -> Path:
+        return chapter_dir / self.stem
+
+    def spec(self) -> dict[str, Any]:
+        return yaml.safe_load(self.file.read_text())
+
+    def shape(self) -> tuple[int, int]:
+        """(configurations, seeds per configuration) of the grid."""
+        values = {key: len(entry.get("values", [entry.get("value")]))
+                  for key, entry in self.spec()["parameters"].items()}
+        seeds = values.pop("seed", 1)
+        return math.prod(values.values()), seeds
+
+
+def pack_size(configurations: int, seeds: int, slots: int) -> int:
+    """Members per pack: a configuration's seeds in one pack, split only where fewer configurations
+    than slots would leave slots idle."""
+    if configurations >= slots:
+        return seeds
+    return max(1, math.ceil(seeds / (slots // configurations)))
+
+
+def launch_command(sweep: Sweep, chapter_dir: Path, slots: int, overrides: list[str]) -> list[str]:
+    configurations, seeds = sweep.shape()
+    return [sys.executable, "-m", "mlplab.tools.sweep", str(sweep.file), "--offline", "--agents", str(slots),
+            "--pack", str(pack_size(configurations, seeds, slots)), "--stagger", "1",
+            "--sweep-dir", str(sweep.directory(chapter_dir)), *overrides]
+
+
+def trial_env() -> dict[str, str]:
+    env = {**os.environ, **SINGLE_THREAD}
+    env.setdefault("WANDB_MODE", "disabled")  # the records are the run dirs; wandb offline would only copy them
+    return env
+
+
+def machine() -> dict[str, Any]:
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "host": os.uname().nodename}
+
+
+def record_timing(chapter_dir: Path, entry: dict[str, Any]) -> None:
+    chapter_dir.mkdir(parents=True, exist_ok=True)
+    with (chapter_dir / TIMING_FILE).open("a") as stream:
+        stream.write(json.dumps(entry) + "\n")
+
+
+def read_timing(chapter_dir: Path) -> list[dict[str, Any]]:
+    path = chapter_dir / TIMING_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def run_sweep(sweep: Sweep, chapter_dir: Path, slots: int, overrides: list[str]) -> int:
+    """Launch (or continue) one sweep and time it; a SIGTERM to the chapter stops the launcher, which
+    stops its trials so that they continue next time."""
+    command = launch_command(sweep, chapter_dir, slots, overrides)
+    started, clock = now(), time.monotonic()
+    process = subprocess.Popen(command, cwd=sweep.root, env=trial_env())
+    previous = signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
+    try:
+        returncode = process.wait()
+    except KeyboardInterrupt:
+        returncode = process.wait()  # the launcher got the same Ctrl-C and stops its trials
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    record_timing(chapter_dir, {"sweep": sweep.stem, "started": started, "seconds": round(time.monotonic() - clock, 1),
+                                "returncode": returncode, "slots": slots, "overrides": overrides,
+                                "threads_per_trial": 1, **machine()})
+    return returncode
+
+
+def _git(root: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+
+
+def head_commit(root: Path) -> str:
+    result = _git(root, "rev-parse", "HEAD")
+    if result.returncode != 0:
+        raise UserError(f"{root} is not a git checkout: the chapter records which commit made its numbers, "
+                        "so run it from a clone of the repository.")
+    return result.stdout.strip()
+
+
+def uncommitted_training_changes(root: Path) -> list[str]:
+    result = _git(root, "status", "--porcelain", "--untracked-files=all", "--", *TRAINING_PATHS, "sweeps")
+    return [line[3:] for line in result.stdout.splitlines() if line.strip()]
+
+
+def check_committed(root: Path) -> None:
+    """The chapter's runs must be rebuildable from a commit: refuse uncommitted training code."""
+    changed = uncommitted_training_changes(root)
+    if changed:
+        listed = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        raise UserError(f"uncommitted changes to what decides the numbers ({listed}): commit them (or stash them) "
+                        "first, so that the chapter's records name the commit that made them. A try with "
+                        "overrides (python -m mlplab.chapter -- trainer.max_epochs=1) runs anyway.")
+
+
+def same_training_code(root: Path, commit: str, head: str, sweep_file: Path) -> bool:
+    if commit == head:
+        return True
+    paths = [*TRAINING_PATHS, str(sweep_file.relative_to(root))]
+    return _git(root, "diff", "--quiet", commit, head, "--", *paths).returncode == 0
+
+
+def touches_training(changed: list[str]) -> bool:
+    """Whether a run's uncommitted changes (run_info's list, cut at 20 names) may include training code."""
+    prefixes = (*TRAINING_PATHS, "sweeps")
+    return len(changed) >= MAX_LISTED or any(path.startswith(prefixes) for path in changed)
+
+
+def run_commits(sweep_dir: Path) -> dict[str, bool]:
+    """Each commit that made a run under the sweep dir, and whether any of its runs ran uncommitted
+    training code."""
+    found: dict[str, bool] = {}
+    for info_path in sweep_dir.glob("**/run_info.json"):
+        if STALE_DIR in info_path.parts or ".previous" in info_path.parts:
+            continue
+        try:
+            git = json.loads(info_path.read_text()).get("git") or {}
+        except (OSError, ValueError):
+            continue
+        if git.get("commit"):
+            dirty = bool(git.get("dirty")) and touches_training(list(git.get("changed") or []))
+            found[git["commit"]] = found.get(git["commit"], False) or dirty
+    return found
+
+
+def staleness(sweep: Sweep, chapter_dir: Path, head: str) -> str | None:
+    """Why the sweep's runs are not of the checkout's training code, or None when they are."""
+    for commit, dirty in run_commits(sweep.directory(chapter_dir)).items():
+        if dirty:
+            return f"a run of commit {commit[:10]} had uncommitted changes"
+        if not same_training_code(sweep.root, commit, head, sweep.file):
+            return f"runs of commit {commit[:10]}, whose training code or sweep file differs from HEAD's"
+    return None
+
+
+def set_aside_stale(sweep: Sweep, chapter_dir: Path, reason: str) -> Path:
+    target_dir = chapter_dir / STALE_DIR
+    target_dir.mkdir(parents=True, exist_ok=True)
+    number = 1
+    while (target_dir / f"{sweep.stem}.{number}").exists():
+        number += 1
+    target = target_dir / f"{sweep.stem}.{number}"
+    sweep.directory(chapter_dir).rename(target)
+    print(f"chapter: {sweep.stem}: {reason}; set aside to {target}, running it again", flush=True)
+    return target
