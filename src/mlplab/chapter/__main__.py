@@ -101,11 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.verify:
             from mlplab.chapter.verification import verify
 
-            return 0 if verify(ROOT, runs, chosen_tables(args.only), args.verify, args.verify_seed, args.slots) else 1
+            passed = verify(ROOT, runs, chosen_tables(args.only), args.verify, args.verify_seed, args.slots,
+                            docs_dir(args, runs))
+            return 0 if passed else 1
         unfinished = [] if args.render else run(args, runs)
         from mlplab.chapter.pages import write_pages
 
-        for line in write_pages(ROOT, runs, docs_dir(args, runs), chosen_tables(args.only), bool(args.overrides)):
+        for line in write_pages(runs, docs_dir(args, runs), chosen_tables(args.only), list(args.overrides)):
             print(line)
         if unfinished:
             raise UserError(f"{', '.join(unfinished)}: not every trial finished (see each sweep's line above); "

@@ -1,0 +1,28 @@
+"""Generated blocks in a hand-written page: `<!-- chapter:NAME -->` ... `<!-- /chapter:NAME -->`.
+
+The prose around a block is kept; the block's inside is replaced whole. A block the page lacks is an
+error naming the markers to add, so that a table is never silently left out of the page.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mlplab.errors import UserError
+
+
+def markers(name: str) -> tuple[str, str]:
+    return f"<!-- chapter:{name} -->", f"<!-- /chapter:{name} -->"
+
+
+def replace_blocks(text: str, generated: dict[str, str], page: Path) -> str:
+    missing = [name for name in generated if any(marker not in text for marker in markers(name))]
+    if missing:
+        lines = " and ".join(f"'{markers(name)[0]}' ... '{markers(name)[1]}'" for name in missing)
+        raise UserError(f"{page} has no block for {', '.join(missing)}: add {lines} where the table belongs.")
+    for name, content in generated.items():
+        begin, end = markers(name)
+        pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
+        text = pattern.sub(lambda _: f"{begin}\n{content.strip()}\n{end}", text, count=1)
+    return text

@@ -1,0 +1,204 @@
+"""The chapter's pages: docs/results/<table>.md (cells, findings, every comparison, every run) and
+the generated blocks of docs/results.md (each table's cells and findings, and the chapter's own
+block: commits, machine, threads, wall time). Every number in them comes from the run records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mlplab.chapter import blocks, campaign
+from mlplab.chapter.cells import CONFIDENCE, NOT_MEASURED, cell_keys, cells, published, source_runs
+from mlplab.chapter.contents import TEST, VALIDATION, Table
+from mlplab.chapter.findings import compare, sentences
+from mlplab.core.data import MNISTDataModule
+from mlplab.run.records import FINISHED, write_text
+from mlplab.tools.report import comparisons
+from mlplab.tools.report.markdown import markdown_table
+from mlplab.tools.report.tables import format_param, runs_table
+
+RESULTS_PAGE = "results.md"
+PAGES_DIR = "results"
+CELLS_FILE = "cells.json"  # every published cell, for --verify on a machine without the records
+TEMPLATE = Path(__file__).resolve().parents[3] / "docs" / RESULTS_PAGE
+
+
+def percent(value: float) -> str:
+    return NOT_MEASURED if value is None or math.isnan(value) else f"{value * 100:.2f} %"
+
+
+def spread(mean: float, std: float) -> str:
+    return percent(mean) if math.isnan(std) else f"{percent(mean)} ± {std * 100:.2f}"
+
+
+def span(low: float, high: float) -> str:
+    return NOT_MEASURED if math.isnan(low) else f"{low * 100:.2f} … {high * 100:.2f}"
+
+
+def cells_table(table_cells: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """The cells as text, in the ranking's order (best first)."""
+    keys = cell_keys(table)
+    columns: dict[str, list[str]] = {key: [format_param(value) for value in table_cells[key]] for key in keys}
+    columns["seeds"] = [str(count) for count in table_cells["seeds"]]
+    if table.ranking == VALIDATION:
+        columns["validation (best epoch), mean ± std"] = [spread(m, s) for m, s in
+                                                          zip(table_cells["val_mean"], table_cells["val_std"])]
+    columns["test, mean ± std"] = [spread(m, s) for m, s in zip(table_cells["test_mean"], table_cells["test_std"])]
+    columns["test: 95 % interval of the mean"] = [span(lo, hi) for lo, hi in
+                                                 zip(table_cells["test_low"], table_cells["test_high"])]
+    columns["test: 95 % rerun interval"] = [span(lo, hi) for lo, hi in
+                                            zip(table_cells["test_rerun_low"], table_cells["test_rerun_high"])]
+    columns["test set's own noise (95 %)"] = [f"± {value * 100:.2f}" for value in table_cells["test_noise"]]
+    return pd.DataFrame(columns)
+
+
+def grid_table(table_cells: pd.DataFrame, table: Table) -> pd.DataFrame | None:
+    """A two-way table's test means as rows x columns, for reading across."""
+    if not table.columns:
+        return None
+    shown = table_cells.assign(text=[spread(m, s) for m, s in zip(table_cells["test_mean"], table_cells["test_std"])])
+    grid = shown.pivot(index=table.rows, columns=table.columns, values="text").fillna(NOT_MEASURED)
+    order = sorted(grid.index, key=sort_key)
+    grid = grid.loc[order]
+    return grid.reset_index().rename(columns={table.rows: f"{table.rows} \\ {table.columns}"}).astype(str)
+
+
+def sort_key(value: Any) -> tuple:
+    try:
+        return (0, float(value), "")
+    except (TypeError, ValueError):
+        return (1, 0.0, str(value))
+
+
+def caption(table: Table, table_cells: pd.DataFrame) -> str:
+    ranking = "validation accuracy (the best epoch's, which picked the tested checkpoint)" \
+        if table.ranking == VALIDATION else "test accuracy (this protocol holds no images out for validation)"
+    noise = table_cells["test_noise"]
+    return (f"Ordered by mean {ranking}, best first. Each cell is the same seeds (initial weights, batch order, "
+            f"dropout masks and augmentation draws); the validation and test images are the same for every "
+            f"seed and cell. The {CONFIDENCE:.0%} interval of the mean (Student's t over the seeds) covers "
+            f"seed-to-seed variation only; the rerun interval is where the mean of a rerun of as many seeds "
+            f"falls ({CONFIDENCE:.0%} prediction interval, what `--verify` checks). Not in either: the test "
+            f"set's own sampling noise, ± {noise.min() * 100:.2f} to ± {noise.max() * 100:.2f} points for one "
+            f"accuracy on {MNISTDataModule.test_size:,} images, the same draw for every cell (so it does not "
+            f"separate two cells, but it bounds any claim about the absolute accuracy).")
+
+
+def run_conditions(sweep_dirs: list[Path]) -> dict[str, Counter]:
+    """What made the runs: commits, CPU and its vector ISA, threads, torch, counted over pack/run records."""
+    found: dict[str, Counter] = {"commit": Counter(), "machine": Counter(), "threads": Counter(), "torch": Counter()}
+    for sweep_dir in sweep_dirs:
+        for path in sweep_dir.glob("*/run_info.json"):
+            try:
+                info = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            numerics, hardware = info.get("numerics") or {}, info.get("hardware") or {}
+            found["commit"][str((info.get("git") or {}).get("commit", "?"))[:10]] += 1
+            gpus = ", ".join(hardware.get("gpus") or []) or "no GPU"
+            found["machine"][f"{hardware.get('cpu', '?')} ({numerics.get('cpu_capability', '?')}, "
+                             f"{hardware.get('cpu_count', '?')} cores, {gpus})"] += 1
+            found["threads"][str(numerics.get("torch_threads", "?"))] += 1
+            found["torch"][str((info.get("versions") or {}).get("torch", "?"))] += 1
+    return found
+
+
+def conditions_line(found: dict[str, Counter]) -> str:
+    named = {key: ", ".join(f"`{value}`" if key == "commit" else value for value in counter) or NOT_MEASURED
+             for key, counter in found.items()}
+    return (f"Commit {named['commit']}; {named['machine']}; torch {named['torch']}; "
+            f"{named['threads']} CPU thread(s) per trial.")
+
+
+def measured_line(table: Table, frame: pd.DataFrame, runs_dir: Path) -> str:
+    done = int((frame["status"] == FINISHED).sum()) if "status" in frame else 0
+    epochs = sorted({int(value) for value in frame.get("epochs", pd.Series(dtype=float)).dropna()})
+    sweeps = ", ".join(f"`sweeps/{stem}.yaml`" for stem in table.sweeps)
+    return (f"From {sweeps}: {done} finished runs of {len(frame)} ({', '.join(map(str, epochs)) or '?'} epochs). "
+            + conditions_line(run_conditions([runs_dir / stem for stem in table.sweeps])))
+
+
+def table_block(table: Table, runs_dir: Path, page_link: str, smoke: bool) -> tuple[str, str, list[dict]]:
+    """(the block for results.md, the table's own page, its published cells)."""
+    frame = source_runs(table, runs_dir, smoke)
+    table_cells = cells(frame, table) if not frame.empty else pd.DataFrame()
+    if table_cells.empty:
+        text = (f"Not measured yet: run `python -m mlplab.chapter --only {table.name}`.")
+        return text, f"# {table.title}\n\n{text}\n", []
+    found = compare(frame, table)
+    lines = sentences(table_cells, found, table)
+    short = [line for line in lines if not line.startswith("No difference shown")]
+    if len(short) < len(lines):
+        others = int((~found["verdict"].str.contains(" beats ")).sum())
+        short.append(f"No difference shown for the other {others} comparison(s) (listed in [{page_link}]({page_link})).")
+    parts = [measured_line(table, frame, runs_dir), markdown_table(cells_table(table_cells, table)),
+             caption(table, table_cells)]
+    if (grid := grid_table(table_cells, table)) is not None:
+        parts.append("Test accuracy, mean ± std over the seeds:\n\n" + markdown_table(grid))
+    block = "\n\n".join(parts + ["\n".join(f"- {line}" for line in short)])
+    page = "\n\n".join([f"# {table.title}", "Written by `python -m mlplab.chapter`; do not edit.", *parts[:3],
+                        "## Findings", "\n".join(f"- {line}" for line in lines), *comparisons_section(found, table),
+                        "## Runs", markdown_table(runs_table(frame, [*cell_keys(table), "seed"], table.ranking))])
+    return block, page + "\n", published(frame, table_cells, table, runs_dir)
+
+
+def comparisons_section(found: pd.DataFrame, table: Table) -> list[str]:
+    if found.empty:
+        return []
+    return ["## Paired comparisons", comparisons.caption(found, table.ranking),
+            markdown_table(comparisons.comparisons_table(found, table.ranking))]
+
+
+def chapter_block(runs_dir: Path, tables: list[Table]) -> str:
+    timing = campaign.read_timing(runs_dir)
+    stems = [stem for table in tables for stem in table.sweeps]
+    total = sum(entry["seconds"] for entry in timing if entry["sweep"] in stems)
+    per_sweep = Counter()
+    for entry in timing:
+        per_sweep[entry["sweep"]] += entry["seconds"]
+    machines = sorted({f"{entry['cpu']}, {entry['cores']} cores, {entry['slots']} trials at a time, "
+                       f"{entry['threads_per_trial']} thread each" for entry in timing})
+    listed = ", ".join(f"{stem} {per_sweep[stem] / 60:.1f}" for stem in dict.fromkeys(stems) if stem in per_sweep)
+    return (f"{conditions_line(run_conditions([runs_dir / stem for stem in dict.fromkeys(stems)]))} "
+            f"Wall time of the runs: {total / 3600:.2f} h in all on {'; '.join(machines) or NOT_MEASURED} "
+            f"(minutes per sweep: {listed or NOT_MEASURED}), summed over the stretches the resumable run "
+            f"was run in, with other work sharing the machine at times.")
+
+
+def write_pages(runs_dir: Path, docs: Path, tables: list[Table], overrides: list[str]) -> Iterator[str]:
+    """Write each table's page and its block in docs/results.md (copied from the repository's where a
+    try, run with `overrides`, writes its own docs); yield one line per page written."""
+    smoke = bool(overrides)
+    results = docs / RESULTS_PAGE
+    if not results.is_file():
+        docs.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(TEMPLATE, results)
+    generated = {"chapter": chapter_block(runs_dir, tables)}
+    cells_path = docs / PAGES_DIR / CELLS_FILE
+    cells_path.parent.mkdir(parents=True, exist_ok=True)
+    kept = [entry for entry in read_published(cells_path) if entry["table"] not in {t.name for t in tables}]
+    for table in tables:
+        page_path = docs / PAGES_DIR / f"{table.name}.md"
+        generated[table.name], page, table_entries = table_block(table, runs_dir, f"{PAGES_DIR}/{table.name}.md",
+                                                                 smoke)
+        kept += [{**entry, "overrides": [*overrides, *entry["overrides"]]} for entry in table_entries]
+        write_text(page_path, page)
+        yield f"wrote {page_path}"
+    write_text(cells_path, json.dumps(kept, indent=1) + "\n")
+    yield f"wrote {cells_path}"
+    write_text(results, blocks.replace_blocks(results.read_text(), generated, results))
+    yield f"wrote the blocks {', '.join(generated)} of {results}"
+
+
+def read_published(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return json.loads(path.read_text())
