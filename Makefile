@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 MNIST_ROOT ?= $(if $(wildcard ../shared/data/MNIST/raw),$(abspath ../shared/data),$(abspath data))
 export MNIST_ROOT
 
-.PHONY: setup lock train test test-fast bench clean
+.PHONY: setup lock train test test-fast chapter clean
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,10 @@ lock: setup
 
 train: setup
 	$(BIN)/python train.py $(ARGS)
+
+# Every table of docs/results.md: runs what is not yet run (resumable), then writes the pages.
+chapter: setup
+	$(BIN)/python -m mlplab.chapter $(ARGS)
 
 test: setup
 	WANDB_MODE=offline $(BIN)/python -m pytest --durations=15 $(ARGS)

@@ -48,11 +48,11 @@ def dry_run(capsys, *arguments: str) -> tuple[int, str]:
 def test_overrides_after_the_file_reach_every_trials_command(arguments, capsys):
     code, output = dry_run(capsys, *arguments)
     commands = [line for line in output.splitlines() if line.startswith(sys.executable)]
-    # 50 trials: one process each with --pack 1, else 10 packs of the 5 seeds of each activation.
+    # 100 trials: one process each with --pack 1, else 10 packs of the 10 seeds of each activation.
     if "--pack" in arguments:
-        assert code == 0 and len(commands) == 50
+        assert code == 0 and len(commands) == 100
     else:
-        assert code == 0 and len(commands) == 10 and all("seed=[1, 2, 3, 4, 5]" in c for c in commands)
+        assert code == 0 and len(commands) == 10 and all("seed=[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]" in c for c in commands)
     # In place of the file's own trainer.max_epochs=20, which no trial gets any more.
     assert all(" trainer.max_epochs=1 " in command and "max_epochs=20" not in command for command in commands)
 
@@ -105,10 +105,10 @@ def test_distinct_overrides_name_distinct_sweep_dirs(overrides):
 def test_the_dry_run_says_what_count_takes_of_a_grid(capsys):
     code, output = dry_run(capsys, "--count", "4")
     assert code == 0
-    assert ("# --count 4 takes the first 4 of the grid's 50 trials (file order, the last parameter varies fastest): "
-            "activation: 1 of 10 (relu); seed: 4 of 5 (1, 2, 3, 4)") in output and "e.g. seed=1,2" in output
-    assert grid_count_note(load_sweep(ACTIVATIONS)["parameters"], 50) is None
-    assert "takes the first" not in dry_run(capsys, "--count", "60")[1]
+    assert ("# --count 4 takes the first 4 of the grid's 100 trials (file order, the last parameter varies fastest): "
+            "activation: 1 of 10 (relu); seed: 4 of 10 (1, 2, 3, 4)") in output and "e.g. seed=1,2" in output
+    assert grid_count_note(load_sweep(ACTIVATIONS)["parameters"], 100) is None
+    assert "takes the first" not in dry_run(capsys, "--count", "120")[1]
 
 
 def test_online_the_overrides_go_into_the_uploaded_sweeps_command(monkeypatch, capsys):

@@ -10,14 +10,15 @@ import math
 import shutil
 from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from mlplab.chapter import blocks, campaign
-from mlplab.chapter.cells import CONFIDENCE, NOT_MEASURED, cell_keys, cells, published, source_runs
-from mlplab.chapter.contents import TEST, VALIDATION, Table
+from mlplab.chapter.cells import CONFIDENCE, NOT_MEASURED, cell_keys, cells, published, source_runs, sweep_parameters
+from mlplab.chapter.contents import TABLES, VALIDATION, Table
 from mlplab.chapter.findings import compare, sentences
 from mlplab.core.data import MNISTDataModule
 from mlplab.run.records import FINISHED, write_text
@@ -78,6 +79,11 @@ def sort_key(value: Any) -> tuple:
         return (1, 0.0, str(value))
 
 
+def noise_range(noise: pd.Series) -> str:
+    low, high = f"± {noise.min() * 100:.2f}", f"± {noise.max() * 100:.2f}"
+    return low if low == high else f"{low} to {high}"
+
+
 def caption(table: Table, table_cells: pd.DataFrame) -> str:
     ranking = "validation accuracy (the best epoch's, which picked the tested checkpoint)" \
         if table.ranking == VALIDATION else "test accuracy (this protocol holds no images out for validation)"
@@ -87,7 +93,7 @@ def caption(table: Table, table_cells: pd.DataFrame) -> str:
             f"seed and cell. The {CONFIDENCE:.0%} interval of the mean (Student's t over the seeds) covers "
             f"seed-to-seed variation only; the rerun interval is where the mean of a rerun of as many seeds "
             f"falls ({CONFIDENCE:.0%} prediction interval, what `--verify` checks). Not in either: the test "
-            f"set's own sampling noise, ± {noise.min() * 100:.2f} to ± {noise.max() * 100:.2f} points for one "
+            f"set's own sampling noise, {noise_range(noise)} points for one "
             f"accuracy on {MNISTDataModule.test_size:,} images, the same draw for every cell (so it does not "
             f"separate two cells, but it bounds any claim about the absolute accuracy).")
 
@@ -118,27 +124,59 @@ def conditions_line(found: dict[str, Counter]) -> str:
             f"{named['threads']} CPU thread(s) per trial.")
 
 
+def expected_runs(table: Table, runs_dir: Path) -> int:
+    """How many runs the table reads once every sweep is done (a source narrowed by `where`: one cell)."""
+    total = 0
+    for source in table.sources:
+        parameters = sweep_parameters(runs_dir, source.sweep)
+        seeds = len(parameters.pop("seed", [None]))
+        total += seeds * (1 if source.where else math.prod(len(values) for values in parameters.values()))
+    return total
+
+
 def measured_line(table: Table, frame: pd.DataFrame, runs_dir: Path) -> str:
-    done = int((frame["status"] == FINISHED).sum()) if "status" in frame else 0
+    done = int((frame.drop_duplicates("path")["status"] == FINISHED).sum()) if "status" in frame else 0
+    expected = expected_runs(table, runs_dir)
     epochs = sorted({int(value) for value in frame.get("epochs", pd.Series(dtype=float)).dropna()})
     sweeps = ", ".join(f"`sweeps/{stem}.yaml`" for stem in table.sweeps)
-    return (f"From {sweeps}: {done} finished runs of {len(frame)} ({', '.join(map(str, epochs)) or '?'} epochs). "
+    partial = "" if done >= expected else (f" **Partial: {expected - done} of the table's {expected} runs are "
+                                           f"not finished yet; `python -m mlplab.chapter` continues them.**")
+    return (f"From {sweeps}: {done} finished runs of {expected} ({', '.join(map(str, epochs)) or '?'} epochs).{partial} "
             + conditions_line(run_conditions([runs_dir / stem for stem in table.sweeps])))
 
 
-def table_block(table: Table, runs_dir: Path, page_link: str, smoke: bool) -> tuple[str, str, list[dict]]:
-    """(the block for results.md, the table's own page, its published cells)."""
+@dataclass
+class TablePage:
+    block: str  # for docs/results.md
+    page: str  # docs/results/<table>.md
+    entries: list[dict[str, Any]]  # its published cells
+    headline: dict[str, str]  # its row in README's results
+
+
+def headline_row(table: Table, table_cells: pd.DataFrame, found: pd.DataFrame) -> dict[str, str]:
+    best = table_cells.iloc[0]
+    label = ", ".join(f"{key}={format_param(best[key])}" for key in cell_keys(table)) if table.keys else table.name
+    supported = int(found["verdict"].str.contains(" beats ").sum()) if not found.empty else 0
+    return {"table": f"[{table.name}](docs/results.md)", f"first by {'validation' if table.ranking == VALIDATION else 'test'}":
+            f"`{label}`", "its test accuracy, mean ± std": spread(best["test_mean"], best["test_std"]),
+            "seeds": str(best["seeds"]),
+            "differences shown (Holm) / compared": f"{supported} / {len(found)}" if not found.empty else NOT_MEASURED}
+
+
+def table_block(table: Table, runs_dir: Path, page_link: str, smoke: bool) -> TablePage:
     frame = source_runs(table, runs_dir, smoke)
     table_cells = cells(frame, table) if not frame.empty else pd.DataFrame()
     if table_cells.empty:
         text = (f"Not measured yet: run `python -m mlplab.chapter --only {table.name}`.")
-        return text, f"# {table.title}\n\n{text}\n", []
+        return TablePage(text, f"# {table.title}\n\n{text}\n", [], {})
     found = compare(frame, table)
     lines = sentences(table_cells, found, table)
     short = [line for line in lines if not line.startswith("No difference shown")]
     if len(short) < len(lines):
         others = int((~found["verdict"].str.contains(" beats ")).sum())
-        short.append(f"No difference shown for the other {others} comparison(s) (listed in [{page_link}]({page_link})).")
+        which = f"any of the {others} comparisons" if others == len(found) else f"the other {others} of {len(found)}"
+        which = "the one comparison" if len(found) == 1 else which
+        short.append(f"No difference shown in {which} (listed in [{page_link}]({page_link})).")
     parts = [measured_line(table, frame, runs_dir), markdown_table(cells_table(table_cells, table)),
              caption(table, table_cells)]
     if (grid := grid_table(table_cells, table)) is not None:
@@ -147,7 +185,8 @@ def table_block(table: Table, runs_dir: Path, page_link: str, smoke: bool) -> tu
     page = "\n\n".join([f"# {table.title}", "Written by `python -m mlplab.chapter`; do not edit.", *parts[:3],
                         "## Findings", "\n".join(f"- {line}" for line in lines), *comparisons_section(found, table),
                         "## Runs", markdown_table(runs_table(frame, [*cell_keys(table), "seed"], table.ranking))])
-    return block, page + "\n", published(frame, table_cells, table, runs_dir)
+    return TablePage(block, page + "\n", published(frame, table_cells, table, runs_dir),
+                     headline_row(table, table_cells, found))
 
 
 def comparisons_section(found: pd.DataFrame, table: Table) -> list[str]:
@@ -185,15 +224,22 @@ def write_pages(runs_dir: Path, docs: Path, tables: list[Table], overrides: list
     cells_path = docs / PAGES_DIR / CELLS_FILE
     cells_path.parent.mkdir(parents=True, exist_ok=True)
     kept = [entry for entry in read_published(cells_path) if entry["table"] not in {t.name for t in tables}]
+    headlines = []
     for table in tables:
         page_path = docs / PAGES_DIR / f"{table.name}.md"
-        generated[table.name], page, table_entries = table_block(table, runs_dir, f"{PAGES_DIR}/{table.name}.md",
-                                                                 smoke)
-        kept += [{**entry, "overrides": [*overrides, *entry["overrides"]]} for entry in table_entries]
-        write_text(page_path, page)
+        written = table_block(table, runs_dir, f"{PAGES_DIR}/{table.name}.md", smoke)
+        generated[table.name] = written.block
+        kept += [{**entry, "overrides": [*overrides, *entry["overrides"]]} for entry in written.entries]
+        headlines += [written.headline] if written.headline else []
+        write_text(page_path, written.page)
         yield f"wrote {page_path}"
     write_text(cells_path, json.dumps(kept, indent=1) + "\n")
     yield f"wrote {cells_path}"
+    readme = docs.parent / "README.md"
+    if docs == TEMPLATE.parent and {t.name for t in tables} == {t.name for t in TABLES} and readme.is_file():
+        headline = markdown_table(pd.DataFrame(headlines).fillna(NOT_MEASURED)) if headlines else NOT_MEASURED
+        write_text(readme, blocks.replace_blocks(readme.read_text(), {"headline": headline}, readme))
+        yield f"wrote the block headline of {readme}"
     write_text(results, blocks.replace_blocks(results.read_text(), generated, results))
     yield f"wrote the blocks {', '.join(generated)} of {results}"
 

@@ -28,6 +28,9 @@ from mlplab.tools.report.markdown import markdown_table
 from mlplab.tools.report.runs import load_runs
 
 
+VERIFY_PAGE = "verify.md"
+
+
 def drawn(entries: list[dict[str, Any]], count: int, seed: int) -> list[dict[str, Any]]:
     """`count` cells, round the tables in a seeded order, so that K >= tables touches every table."""
     by_table: dict[str, list[dict[str, Any]]] = {}
@@ -92,7 +95,7 @@ def verify(root: Path, runs_dir: Path, tables: list[Table], count: int, seed: in
     passed = bool(report["passed"].all())
     text = "\n\n".join([
         f"# --verify {count} (seed {seed})",
-        campaign_conditions(),
+        campaign_conditions(root, count, seed),
         markdown_table(report.drop(columns="passed").astype(str)),
         f"{'Every' if passed else 'Not every'} rerun mean lies inside its published rerun interval "
         f"({int(report['passed'].sum())} of {len(report)}). By chance alone about "
@@ -100,9 +103,13 @@ def verify(root: Path, runs_dir: Path, tables: list[Table], count: int, seed: in
     write_text(folder / "report.md", text + "\n")
     print(text)
     print(f"report: {folder / 'report.md'}")
+    # The published chapter's check is part of it: kept beside the cells it checked.
+    write_text(cells_path.parent / VERIFY_PAGE, text + "\n")
+    print(f"report: {cells_path.parent / VERIFY_PAGE}")
     return passed
 
 
-def campaign_conditions() -> str:
+def campaign_conditions(root: Path, count: int, seed: int) -> str:
     machine = campaign.machine()
-    return f"Rerun on {machine['cpu']} ({machine['cores']} cores), one CPU thread per trial."
+    return (f"Rerun {time.strftime('%Y-%m-%d')} at commit `{campaign.head_commit(root)[:10]}` on {machine['cpu']} "
+            f"({machine['cores']} cores), one CPU thread per trial: `python -m mlplab.chapter --verify {count} --verify-seed {seed}`.")
