@@ -6,7 +6,7 @@
     against one single run alone (what the GPU's target compares: <= 1.5x there, bench/gpu_check.py);
 (b) memory: the pack process's peak RSS against a single run's (target <= 1.3x), from the same runs
     (the kernel's accounting of each finished process: ru_maxrss of wait4, what /usr/bin/time -v prints);
-(c) a sweep: sweeps/activations.yaml (10 activations x 5 seeds, 50 trials) at 3 epochs on 2 slots,
+(c) a sweep: sweeps/activations.yaml at its first 5 seeds (10 activations x 5 seeds, 50 trials), 3 epochs, 2 slots,
     offline, packed (`--pack 5`: each activation's 5 seeds one process) against `--pack 1` (one
     process per trial); whole-sweep wall time and the ratio.
 (a) and (b) run in pairs, pack then singles, after one warm-up of each; (c) after a dry run.
@@ -41,6 +41,7 @@ from mlplab.run.config_checks import MAX_MEMBERS  # what `seed=[...]` allows
 
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_FILE = REPO / "sweeps" / "activations.yaml"
+SWEEP_SEEDS = (1, 2, 3, 4, 5)  # the file's first five seeds: the figures in docs/performance.md
 MAX_RUNS = 100
 STEPS_PER_EPOCH = 550  # 55,000 training images in batches of 100
 
@@ -175,7 +176,7 @@ def sweep(args: argparse.Namespace, scratch: Path) -> None:
     spec = sweep_file(args, scratch)
     launcher = [sys.executable, "-m", "mlplab.tools.sweep", str(spec), "--offline", "--agents", str(args.slots),
                 "--stagger", "0", "--program-root", str(REPO)]
-    trials = len(yaml.safe_load(spec.read_text())["parameters"]["activation"]["values"]) * 5
+    trials = len(yaml.safe_load(spec.read_text())["parameters"]["activation"]["values"]) * len(SWEEP_SEEDS)
     print(f"\n(c) {spec.name}: {trials} trials x {args.epochs} epochs{limit_note(args)} on {args.slots} slots, "
           f"offline, --pack {args.members} vs --pack 1; {args.sweep_runs} run(s) each", flush=True)
     measure([*launcher, "--dry-run", "--sweep-dir", str(scratch / "sweep-dry"), *scale_overrides(args)],
@@ -183,7 +184,8 @@ def sweep(args: argparse.Namespace, scratch: Path) -> None:
 
     def run(name: str, pack: int) -> Measured:
         sweep_dir = scratch / name
-        measured = measure([*launcher, "--pack", str(pack), "--sweep-dir", str(sweep_dir), *scale_overrides(args)],
+        measured = measure([*launcher, "--pack", str(pack), "--sweep-dir", str(sweep_dir), *scale_overrides(args),
+                            f"seed={','.join(map(str, SWEEP_SEEDS))}"],
                            scratch / f"{name}.log", sweep_dir)
         if finished_trials(sweep_dir) != trials:
             sys.exit(f"error: the sweep {name} finished {finished_trials(sweep_dir)} of {trials} trials; "
