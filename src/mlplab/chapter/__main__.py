@@ -3,7 +3,8 @@
 Without a mode: run (or continue) every sweep the chosen tables read, then write the docs. Overrides
 after `--` make it a try (e.g. `-- trainer.max_epochs=1 seed=1,2`): its runs go to their own
 outputs/chapter-try-<hash>/ and its pages to <that dir>/docs, never over the published ones.
-Exit status 0 when everything asked for was done, 1 with one line `error: ...` otherwise.
+Exit status 0 when everything asked for was done, 1 with one line `error: ...` otherwise (or when a
+--verify cell missed), 130 / 143 when stopped by Ctrl-C / SIGTERM (run it again to continue).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,10 +86,15 @@ def run(args: argparse.Namespace, runs: Path) -> list[str]:
 
 
 def dry_run(args: argparse.Namespace, runs: Path) -> None:
+    head = campaign.head_commit(ROOT)
     for stem in sweeps_of(chosen_tables(args.only)):
         sweep = campaign.Sweep(stem, ROOT)
         configurations, seeds = sweep.shape()
-        print(f"{stem}: {configurations} configurations x {seeds} seeds -> {sweep.directory(runs)}")
+        directory = sweep.directory(runs)
+        done = len(list(directory.glob("*/metrics.json"))) if directory.is_dir() else 0
+        stale = campaign.staleness(sweep, runs, head) if directory.is_dir() else None
+        state = f"stale ({stale}): would be set aside and run again" if stale else f"{done} finished"
+        print(f"{stem}: {configurations} configurations x {seeds} seeds, {state} -> {directory}")
         print("  " + " ".join(campaign.launch_command(sweep, runs, args.slots, list(args.overrides))))
 
 
@@ -116,6 +123,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except (campaign.Stopped, KeyboardInterrupt) as stop:
+        signum = stop.signum if isinstance(stop, campaign.Stopped) else signal.SIGINT
+        print(f"stopped ({signal.Signals(signum).name}): the trials that ran keep their checkpoints; run the same "
+              "command again to continue", file=sys.stderr)
+        return 128 + signum
 
 
 if __name__ == "__main__":

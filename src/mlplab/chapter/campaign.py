@@ -97,22 +97,40 @@ def read_timing(chapter_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+class Stopped(Exception):
+    """The chapter was asked to stop (Ctrl-C or SIGTERM): its launcher has stopped its trials."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def run_sweep(sweep: Sweep, chapter_dir: Path, slots: int, overrides: list[str]) -> int:
-    """Launch (or continue) one sweep and time it; a SIGTERM to the chapter stops the launcher, which
-    stops its trials so that they continue next time."""
+    """Launch (or continue) one sweep and time it. A SIGTERM to the chapter is passed to the launcher,
+    which stops its trials so that they continue next time; then, as after Ctrl-C (which reaches the
+    launcher itself, in the same process group), Stopped is raised: no further sweep starts."""
     command = launch_command(sweep, chapter_dir, slots, overrides)
     started, clock = now(), time.monotonic()
     process = subprocess.Popen(command, cwd=sweep.root, env=trial_env())
-    previous = signal.signal(signal.SIGTERM, lambda *_: process.send_signal(signal.SIGTERM))
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        received.append(signum)
+        process.send_signal(signal.SIGTERM)
+
+    previous = signal.signal(signal.SIGTERM, forward)
     try:
         returncode = process.wait()
     except KeyboardInterrupt:
-        returncode = process.wait()  # the launcher got the same Ctrl-C and stops its trials
+        received.append(signal.SIGINT)
+        returncode = process.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
     record_timing(chapter_dir, {"sweep": sweep.stem, "started": started, "seconds": round(time.monotonic() - clock, 1),
                                 "returncode": returncode, "slots": slots, "overrides": overrides,
                                 "threads_per_trial": 1, **machine()})
+    if received:
+        raise Stopped(received[0])
     return returncode
 
 
