@@ -131,8 +131,10 @@ def cells(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     return table_cells.sort_values(order, ascending=False, kind="stable").reset_index(drop=True)
 
 
-def sweep_parameters(runs_dir: Path, stem: str) -> dict[str, list]:
+def sweep_parameters(runs_dir: Path, stem: str, file: Path | None = None) -> dict[str, list]:
+    """The sweep's parameters as it ran (its sweep dir's copy), else as `file` (sweeps/<stem>.yaml) has them."""
     path = runs_dir / stem / SWEEP_FILE
+    path = path if path.is_file() or file is None else file
     spec = yaml.safe_load(path.read_text()) if path.is_file() else {}
     return {key: list(entry.get("values") or []) for key, entry in (spec.get("parameters") or {}).items()}
 

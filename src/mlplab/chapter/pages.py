@@ -86,7 +86,7 @@ def noise_range(noise: pd.Series) -> str:
 
 def caption(table: Table, table_cells: pd.DataFrame) -> str:
     ranking = "validation accuracy (the best epoch's, which picked the tested checkpoint)" \
-        if table.ranking == VALIDATION else "test accuracy (this protocol holds no images out for validation)"
+        if table.ranking == VALIDATION else "test accuracy (the full-train protocol holds no images out for validation)"
     noise = table_cells["test_noise"]
     return (f"Ordered by mean {ranking}, best first. Each cell is the same seeds (initial weights, batch order, "
             f"dropout masks and augmentation draws); the validation and test images are the same for every "
@@ -128,7 +128,7 @@ def expected_runs(table: Table, runs_dir: Path) -> int:
     """How many runs the table reads once every sweep is done (a source narrowed by `where`: one cell)."""
     total = 0
     for source in table.sources:
-        parameters = sweep_parameters(runs_dir, source.sweep)
+        parameters = sweep_parameters(runs_dir, source.sweep, TEMPLATE.parents[1] / "sweeps" / f"{source.sweep}.yaml")
         seeds = len(parameters.pop("seed", [None]))
         total += seeds * (1 if source.where else math.prod(len(values) for values in parameters.values()))
     return total
