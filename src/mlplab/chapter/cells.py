@@ -54,7 +54,10 @@ def estimate(values: np.ndarray) -> Estimate:
     std = float(np.std(values, ddof=1))
     t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, count - 1))
     half, rerun = t * std / math.sqrt(count), t * std * math.sqrt(2 / count)
-    return Estimate(count, mean, std, mean - half, mean + half, mean - rerun, mean + rerun)
+    # Accuracies: an interval reaching past 0 or 1 (few seeds, a wide spread) says no more than [0, 1].
+    low, high, rerun_low, rerun_high = (min(1.0, max(0.0, value))
+                                        for value in (mean - half, mean + half, mean - rerun, mean + rerun))
+    return Estimate(count, mean, std, low, high, rerun_low, rerun_high)
 
 
 def test_set_noise(accuracy: float, images: int = MNISTDataModule.test_size) -> float:

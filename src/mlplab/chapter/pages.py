@@ -17,7 +17,8 @@ from typing import Any
 import pandas as pd
 
 from mlplab.chapter import blocks, campaign
-from mlplab.chapter.cells import CONFIDENCE, NOT_MEASURED, cell_keys, cells, published, source_runs, sweep_parameters
+from mlplab.chapter.cells import (CONFIDENCE, NOT_MEASURED, cell_keys, cells, finished, published, source_runs,
+                                  sweep_parameters)
 from mlplab.chapter.contents import TABLES, VALIDATION, Table
 from mlplab.chapter.findings import compare, sentences
 from mlplab.core.data import MNISTDataModule
@@ -196,6 +197,31 @@ def comparisons_section(found: pd.DataFrame, table: Table) -> list[str]:
             markdown_table(comparisons.comparisons_table(found, table.ranking))]
 
 
+UNIT_METRICS = {"zero outputs": "activation/layer0/zero_frac", "dead units": "activation/layer0/dead_frac"}
+UNITS_TABLE = "norms"  # whose runs the units block reads: every norm for ReLU, GELU and sigmoid
+
+
+def units_block(runs_dir: Path, smoke: bool) -> str:
+    """The hidden layer's exact zeros and dead units after the last epoch (ActivationStats, on the
+    first 1,000 validation images), per cell of the norms table, mean ± std over its seeds."""
+    table = next(table for table in TABLES if table.name == UNITS_TABLE)
+    done = finished(source_runs(table, runs_dir, smoke), table)
+    if done.empty or not set(UNIT_METRICS.values()) <= set(done):
+        return f"Not measured yet: run `python -m mlplab.chapter --only {UNITS_TABLE}`."
+    rows = []
+    for (activation, norm), group in done.groupby(["activation", "norm"], sort=True):
+        row = {"activation": str(activation), "norm": str(norm), "seeds": str(len(group))}
+        for name, metric in UNIT_METRICS.items():
+            values = pd.to_numeric(group[metric], errors="coerce").dropna()
+            row[f"{name}, mean ± std"] = spread(values.mean(), values.std(ddof=1)) if len(values) else NOT_MEASURED
+            row[f"{name}: fewest … most"] = f"{values.min() * 100:.1f} … {values.max() * 100:.1f} %" \
+                if len(values) else NOT_MEASURED
+        rows.append(row)
+    return (f"From the `{UNITS_TABLE}` table's runs, after their last epoch, on the first 1,000 validation "
+            f"images: zero outputs are outputs exactly 0; dead units are units 0 on every one of the images.\n\n"
+            + markdown_table(pd.DataFrame(rows)))
+
+
 def chapter_block(runs_dir: Path, tables: list[Table]) -> str:
     timing = campaign.read_timing(runs_dir)
     stems = [stem for table in tables for stem in table.sweeps]
@@ -221,6 +247,8 @@ def write_pages(runs_dir: Path, docs: Path, tables: list[Table], overrides: list
         docs.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(TEMPLATE, results)
     generated = {"chapter": chapter_block(runs_dir, tables)}
+    if UNITS_TABLE in {table.name for table in tables}:
+        generated["units"] = units_block(runs_dir, smoke)
     cells_path = docs / PAGES_DIR / CELLS_FILE
     cells_path.parent.mkdir(parents=True, exist_ok=True)
     kept = [entry for entry in read_published(cells_path) if entry["table"] not in {t.name for t in tables}]
