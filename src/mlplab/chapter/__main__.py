@@ -90,7 +90,7 @@ def dry_run(args: argparse.Namespace, runs: Path) -> None:
     head = campaign.head_commit(ROOT)
     for stem in sweeps_of(chosen_tables(args.only)):
         sweep = campaign.Sweep(stem, ROOT)
-        configurations, seeds = sweep.shape()
+        configurations, seeds = sweep.shape(args.overrides)
         directory = sweep.directory(runs)
         done = len(list(directory.glob("*/metrics.json"))) if directory.is_dir() else 0
         stale = campaign.staleness(sweep, runs, head) if directory.is_dir() else None

@@ -23,6 +23,9 @@ def replace_blocks(text: str, generated: dict[str, str], page: Path) -> str:
         raise UserError(f"{page} has no block for {', '.join(missing)}: add {lines} where the table belongs.")
     for name, content in generated.items():
         begin, end = markers(name)
+        if text.count(begin) != 1 or text.count(end) != 1 or text.index(begin) > text.index(end):
+            raise UserError(f"{page}: the block {name} must be one '{begin}' followed by one '{end}'; "
+                            "fix the markers so that the table has exactly one place.")
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
         text = pattern.sub(lambda _: f"{begin}\n{content.strip()}\n{end}", text, count=1)
     return text

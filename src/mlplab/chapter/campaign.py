@@ -18,13 +18,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
-
-import yaml
 
 from mlplab.errors import UserError
 from mlplab.run.provenance import MAX_LISTED, cpu_model
 from mlplab.run.records import now
+from mlplab.tools.sweep.spec import load_sweep
+from mlplab.tools.sweep.steering import steer
 
 TIMING_FILE = "timing.jsonl"
 STALE_DIR = ".stale"
@@ -48,13 +49,14 @@ class Sweep:
     def directory(self, chapter_dir: Path) -> Path:
         return chapter_dir / self.stem
 
-    def spec(self) -> dict[str, Any]:
-        return yaml.safe_load(self.file.read_text())
+    def spec(self, overrides: Sequence[str] = ()) -> dict[str, Any]:
+        """The file as the launcher runs it: narrowed by the overrides of its swept keys."""
+        return steer(load_sweep(self.file), list(overrides), self.file)
 
-    def shape(self) -> tuple[int, int]:
+    def shape(self, overrides: Sequence[str] = ()) -> tuple[int, int]:
         """(configurations, seeds per configuration) of the grid."""
         values = {key: len(entry.get("values", [entry.get("value")]))
-                  for key, entry in self.spec()["parameters"].items()}
+                  for key, entry in self.spec(overrides)["parameters"].items()}
         seeds = values.pop("seed", 1)
         return math.prod(values.values()), seeds
 
@@ -68,7 +70,7 @@ def pack_size(configurations: int, seeds: int, slots: int) -> int:
 
 
 def launch_command(sweep: Sweep, chapter_dir: Path, slots: int, overrides: list[str]) -> list[str]:
-    configurations, seeds = sweep.shape()
+    configurations, seeds = sweep.shape(overrides)
     return [sys.executable, "-m", "mlplab.tools.sweep", str(sweep.file), "--offline", "--agents", str(slots),
             "--pack", str(pack_size(configurations, seeds, slots)), "--stagger", "1",
             "--sweep-dir", str(sweep.directory(chapter_dir)), *overrides]

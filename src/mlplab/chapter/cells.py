@@ -40,6 +40,7 @@ class Estimate:
     seeds: int
     mean: float
     std: float
+    half: float  # of the interval of the mean, before it is clipped to [0, 1]
     low: float
     high: float
     rerun_low: float
@@ -50,14 +51,14 @@ def estimate(values: np.ndarray) -> Estimate:
     values = np.asarray(values, dtype=float)
     count, mean = len(values), float(np.mean(values)) if len(values) else math.nan
     if count < 2:
-        return Estimate(count, mean, math.nan, math.nan, math.nan, math.nan, math.nan)
+        return Estimate(count, mean, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
     std = float(np.std(values, ddof=1))
     t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, count - 1))
     half, rerun = t * std / math.sqrt(count), t * std * math.sqrt(2 / count)
     # Accuracies: an interval reaching past 0 or 1 (few seeds, a wide spread) says no more than [0, 1].
     low, high, rerun_low, rerun_high = (min(1.0, max(0.0, value))
                                         for value in (mean - half, mean + half, mean - rerun, mean + rerun))
-    return Estimate(count, mean, std, low, high, rerun_low, rerun_high)
+    return Estimate(count, mean, std, half, low, high, rerun_low, rerun_high)
 
 
 def test_set_noise(accuracy: float, images: int = MNISTDataModule.test_size) -> float:
@@ -122,10 +123,9 @@ def cells(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
                 row.update({f"{prefix}_{name}": value
                             for name, value in vars(estimate(group[metric].dropna().to_numpy())).items()})
         noise = test_set_noise(row["test_mean"])
-        seed_half = (row["test_high"] - row["test_low"]) / 2
-        combined = math.hypot(seed_half, noise) if not math.isnan(seed_half) else noise
-        row.update(seeds=len(group), test_noise=noise, absolute_low=row["test_mean"] - combined,
-                   absolute_high=row["test_mean"] + combined)
+        combined = math.hypot(row["test_half"], noise) if not math.isnan(row["test_half"]) else noise
+        row.update(seeds=len(group), test_noise=noise, absolute_low=max(0.0, row["test_mean"] - combined),
+                   absolute_high=min(1.0, row["test_mean"] + combined))
         rows.append(row)
     table_cells = pd.DataFrame(rows)
     if table_cells.empty:

@@ -88,9 +88,10 @@ def verify(root: Path, runs_dir: Path, tables: list[Table], count: int, seed: in
                         "first (python -m mlplab.chapter, or --render from existing runs).")
     folder = runs_dir / "verify" / time.strftime("%Y%m%d-%H%M%S")
     results = []
-    for entry in drawn(entries, count, seed):
+    for index, entry in enumerate(drawn(entries, count, seed)):
         print(f"chapter --verify: {cell_name(entry)}", flush=True)
-        results.append(check(entry, rerun(entry, root, folder / entry["table"], slots)))
+        # A folder per cell: two cells of one table through one sweep dir would mix their runs.
+        results.append(check(entry, rerun(entry, root, folder / f"{index:02d}-{entry['table']}", slots)))
     report = pd.DataFrame(results)
     passed = bool(report["passed"].all())
     text = "\n\n".join([
