@@ -45,6 +45,9 @@ def t_quantile(count: int) -> float:
     return float(stats.t.ppf(0.975, count - 1))
 
 
+BLOCK_NAMES = re.compile(r"<!-- chapter:([\w-]+) -->")
+
+
 def emptied(text: str, names: set[str] | None = None) -> str:
     """The page with the inside of its generated blocks (those named, or all) taken out: its prose."""
     def empty(match: re.Match) -> str:
@@ -457,10 +460,10 @@ def test_a_run_of_a_commit_the_checkout_lacks_is_stale(checkout):
 def test_a_dirty_run_is_stale_only_where_its_changes_may_touch_training(checkout):
     head = checkout.sweep_file
     write_run(checkout.runs, "000", head, dirty=True, changed=["src/mlplab/chapter/pages.py", "docs/results.md"])
-    assert campaign.run_commits(checkout.runs / "s") == {head: False}
+    assert campaign.run_commits(checkout.runs / "s") == ({head: False}, [])
     assert campaign.staleness(checkout.sweep, checkout.runs, head) is None
     write_run(checkout.runs, "001", head, dirty=True, changed=["src/mlplab/core/x.py"])
-    assert campaign.run_commits(checkout.runs / "s") == {head: True}
+    assert campaign.run_commits(checkout.runs / "s") == ({head: True}, [])
     reason = campaign.staleness(checkout.sweep, checkout.runs, head)
     assert reason is not None and "uncommitted changes" in reason and head[:10] in reason
 
@@ -468,12 +471,12 @@ def test_a_dirty_run_is_stale_only_where_its_changes_may_touch_training(checkout
 def test_runs_set_aside_before_are_not_read(checkout):
     write_run(checkout.runs, ".previous/000", checkout.first, dirty=True, changed=["conf/config.yaml"])
     write_run(checkout.runs, "001", checkout.sweep_file)
-    assert campaign.run_commits(checkout.runs / "s") == {checkout.sweep_file: False}
+    assert campaign.run_commits(checkout.runs / "s") == ({checkout.sweep_file: False}, [])
     target = campaign.set_aside_stale(checkout.sweep, checkout.runs, "a reason")
     assert target == checkout.runs / campaign.STALE_DIR / "s.1" and not (checkout.runs / "s").exists()
     write_run(checkout.runs, "002", checkout.first)
     assert campaign.set_aside_stale(checkout.sweep, checkout.runs, "again").name == "s.2"
-    assert campaign.run_commits(checkout.runs / "s") == {}
+    assert campaign.run_commits(checkout.runs / "s") == ({}, [])
 
 
 @pytest.mark.parametrize(("changed", "touches"), [
@@ -531,17 +534,19 @@ def test_verify_without_published_cells_is_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_render_without_runs_says_not_measured_and_a_page_without_the_block_is_an_error(tmp_path, capsys):
+def test_render_without_runs_is_refused_and_a_page_without_the_block_is_an_error(tmp_path, capsys):
     docs = tmp_path / "docs"
-    assert main(["--only", "dropout", "--render", "--dir", str(tmp_path / "runs"), "--docs", str(docs)]) == 0
-    text = (docs / "results.md").read_text()
-    assert block_of(text, "dropout") == "Not measured yet: run `python -m mlplab.chapter --only dropout`."
-    assert json.loads((docs / "results" / "cells.json").read_text()) == []
-    (docs / "results.md").write_text(text.replace("<!-- /chapter:dropout -->", ""))
-    capsys.readouterr()
+    # No runs at all (a mistyped --dir): refused, so that a published page is never replaced by "not measured".
+    assert main(["--only", "dropout", "--render", "--dir", str(tmp_path / "runs"), "--docs", str(docs)]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith("error: no runs under ") and not docs.exists()
+    docs.mkdir()
+    template = (Path(__file__).parents[1] / "docs" / "results.md").read_text()
+    (docs / "results.md").write_text(template.replace("<!-- /chapter:dropout -->", ""))
     assert main(["--only", "dropout", "--render", "--dir", str(tmp_path / "runs"), "--docs", str(docs)]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith("error: ") and "<!-- /chapter:dropout -->" in errors[0]
+    assert not (docs / "results" / "cells.json").exists()  # checked before anything is written
 
 
 # ---------------------------------------------------------------------------------------------
@@ -595,7 +600,7 @@ def test_the_try_s_table_is_the_runs_own_numbers_in_validation_order(chapter_try
                        "test: 95 % interval of the mean": f"{(s.mean() - half) * 100:.2f} … {(s.mean() + half) * 100:.2f}",
                        "test: 95 % rerun interval": f"{(s.mean() - rerun) * 100:.2f} … {(s.mean() + rerun) * 100:.2f}",
                        "test set's own noise (95 %)": f"± {noise * 100:.2f}"}
-    assert "12 finished runs of 12 (1 epochs)" in block and "1 CPU thread(s) per trial" in block
+    assert "12 finished runs of 12 (1 epochs)" in block and "1 CPU thread per trial" in block
     best = max(runs, key=lambda name: val[name].mean())
     assert f"Highest mean validation accuracy: `{best}` ({val[best].mean() * 100:.2f} %" in block
 
@@ -621,8 +626,10 @@ def test_the_try_s_published_cells_hold_each_seed_and_the_rerun_interval(chapter
 @pytest.mark.slow
 def test_the_try_keeps_the_template_s_prose_and_its_other_blocks(chapter_try):
     text = (chapter_try.docs / "results.md").read_text()
-    assert emptied(text, {"chapter", "dropout"}) == emptied(chapter_try.template, {"chapter", "dropout"})
+    # The try's page is the template's prose, every published block emptied, then its own two filled in.
     assert emptied(text) == emptied(chapter_try.template)
+    others = set(BLOCK_NAMES.findall(chapter_try.template)) - {"chapter", "dropout"}
+    assert others and all(f"<!-- chapter:{name} -->\n<!-- /chapter:{name} -->" in text for name in others)
     info = json.loads(next(chapter_try.runs.glob("dropout/pack-*/run_info.json")).read_text())
     chapter = block_of(text, "chapter")
     timing = campaign.read_timing(chapter_try.runs)
@@ -684,8 +691,8 @@ def test_verify_says_no_where_a_published_interval_is_moved_away(chapter_try, tm
         if entry["cell"] == drawn["cell"]:
             entry["rerun_low"], entry["rerun_high"] = entry["rerun_high"] + 0.01, entry["rerun_high"] + 0.05
     (docs / "results" / "cells.json").write_text(json.dumps(entries))
-    result = chapter_command("--only", "dropout", "--dir", str(tmp_path / "runs"), "--docs", str(docs), "--verify", "1",
-                             "--", *TRY)
+    # No overrides: each cell is rerun with the ones cells.json publishes for it.
+    result = chapter_command("--only", "dropout", "--dir", str(tmp_path / "runs"), "--docs", str(docs), "--verify", "1")
     assert result.returncode == 1, (result.stdout + result.stderr)[-4000:]
     assert "Traceback" not in result.stderr
     (row,) = verify_report(result.stdout)

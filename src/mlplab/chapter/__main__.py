@@ -35,6 +35,17 @@ def positive(text: str) -> int:
     return value
 
 
+MAX_SLOTS = 4 * (os.cpu_count() or 1)  # beyond, trials of one thread each only wait for a core
+
+
+def slots(text: str) -> int:
+    value = positive(text)
+    if value > MAX_SLOTS:
+        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_SLOTS} trials at a time on these "
+                                         f"{os.cpu_count()} cores, e.g. {os.cpu_count()}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m mlplab.chapter", description=package_doc.split("\n\n")[0])
     parser.add_argument("--only", action="append", metavar="TABLE", choices=TABLE_NAMES,
@@ -45,7 +56,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mode.add_argument("--verify", type=positive, metavar="K",
                       help="rerun K published cells here and check each mean against its rerun interval "
                       "(drawn round the tables, best_mlp only when --only names it)")
-    parser.add_argument("--slots", type=positive, default=os.cpu_count() or 1,
+    parser.add_argument("--slots", type=slots, default=os.cpu_count() or 1,
                         help="trials (packs) at a time, one CPU thread each (default: the cores, %(default)s)")
     parser.add_argument("--dir", type=Path, help="where the runs go (default outputs/chapter)")
     parser.add_argument("--docs", type=Path, help="where the pages go (default docs/)")
@@ -70,66 +81,101 @@ def docs_dir(args: argparse.Namespace, runs: Path) -> Path:
     return runs / "docs" if args.overrides else ROOT / "docs"
 
 
-def run(args: argparse.Namespace, runs: Path) -> list[str]:
+def run(args: argparse.Namespace, runs: Path, overrides: list[str]) -> list[str]:
     """Run the sweeps; the names of those that did not finish every trial."""
     head = campaign.head_commit(ROOT)
-    if not args.overrides:
+    if not overrides:
         campaign.check_committed(ROOT)
+    for stem in sweeps_of(chosen_tables(args.only)):
+        campaign.Sweep(stem, ROOT).spec(overrides)  # every sweep takes the overrides, before any trains
+    campaign.write_manifest(runs, overrides)
     unfinished = []
     for stem in sweeps_of(chosen_tables(args.only)):
         sweep = campaign.Sweep(stem, ROOT)
         if sweep.directory(runs).exists() and (reason := campaign.staleness(sweep, runs, head)):
             campaign.set_aside_stale(sweep, runs, reason)
         print(f"chapter: {stem}", flush=True)
-        if campaign.run_sweep(sweep, runs, args.slots, list(args.overrides)) != 0:
+        returncode = campaign.run_sweep(sweep, runs, args.slots, overrides)
+        if returncode == campaign.LAUNCHER_REFUSED:
+            raise UserError(f"the sweep launcher refused {stem} (its error is above): fix that first; "
+                            "nothing was published")
+        if returncode != 0:
             unfinished.append(stem)
     return unfinished
 
 
-def dry_run(args: argparse.Namespace, runs: Path) -> None:
+def check_has_runs(runs: Path) -> None:
+    """A page written from no runs at all would replace the published one with 'not measured'."""
+    if not runs.is_dir() or not any(path.is_dir() and not path.name.startswith(".") for path in runs.iterdir()):
+        raise UserError(f"no runs under {runs}: check --dir (the chapter's runs are in outputs/chapter, a "
+                        "try's in outputs/chapter-try-<hash>), or run the chapter first")
+
+
+def dry_run(args: argparse.Namespace, runs: Path, overrides: list[str]) -> None:
     head = campaign.head_commit(ROOT)
     for stem in sweeps_of(chosen_tables(args.only)):
         sweep = campaign.Sweep(stem, ROOT)
-        configurations, seeds = sweep.shape(args.overrides)
+        configurations, seeds = sweep.shape(overrides)
         directory = sweep.directory(runs)
         done = len(list(directory.glob("*/metrics.json"))) if directory.is_dir() else 0
         stale = campaign.staleness(sweep, runs, head) if directory.is_dir() else None
         state = f"stale ({stale}): would be set aside and run again" if stale else f"{done} finished"
         print(f"{stem}: {configurations} configurations x {seeds} seeds, {state} -> {directory}")
-        print("  " + " ".join(campaign.launch_command(sweep, runs, args.slots, list(args.overrides))))
+        print("  " + " ".join(campaign.launch_command(sweep, runs, args.slots, overrides)), flush=True)
+
+
+def chapter(args: argparse.Namespace, runs: Path) -> int:
+    overrides = campaign.chapter_overrides(runs, list(args.overrides))
+    if args.dry_run:
+        dry_run(args, runs, overrides)
+        return 0
+    if args.verify:
+        from mlplab.chapter.verification import verify
+
+        if args.overrides and campaign.read_manifest(runs) is None:
+            raise UserError("--verify reruns each cell as docs/results/cells.json publishes it, its overrides "
+                            "included: drop the overrides after --, or give --dir of the try that made them")
+
+        tables = [table for table in chosen_tables(args.only) if args.only or table.drawn_by_verify]
+        return 0 if verify(ROOT, runs, tables, args.verify, args.verify_seed, args.slots, docs_dir(args, runs)) else 1
+    from mlplab.chapter.pages import check_page, write_pages
+
+    docs = docs_dir(args, runs)
+    check_page(docs, chosen_tables(args.only))  # before hours of training, not after
+    unfinished = [] if args.render else run(args, runs, overrides)
+    check_has_runs(runs)
+    for line in write_pages(runs, docs, chosen_tables(args.only), overrides):
+        print(line)
+    if unfinished:
+        raise UserError(f"{', '.join(unfinished)}: not every trial finished (see each sweep's line above; "
+                        "its trial dirs hold each error); run the same command again to continue")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     runs = chapter_dir(args)
     try:
-        if args.dry_run:
-            dry_run(args, runs)
-            return 0
-        if args.verify:
-            from mlplab.chapter.verification import verify
-
-            tables = [table for table in chosen_tables(args.only) if args.only or table.drawn_by_verify]
-            passed = verify(ROOT, runs, tables, args.verify, args.verify_seed, args.slots, docs_dir(args, runs))
-            return 0 if passed else 1
-        unfinished = [] if args.render else run(args, runs)
-        from mlplab.chapter.pages import write_pages
-
-        for line in write_pages(runs, docs_dir(args, runs), chosen_tables(args.only), list(args.overrides)):
-            print(line)
-        if unfinished:
-            raise UserError(f"{', '.join(unfinished)}: not every trial finished (see each sweep's line above); "
-                            "run the same command again to continue")
-        return 0
+        return chapter(args, runs)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    except OSError as error:  # a folder or file of --dir / --docs that cannot be read or written
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}: check that --dir and --docs are writable folders",
+              file=sys.stderr)
+        return 1
     except (campaign.Stopped, KeyboardInterrupt) as stop:
         signum = stop.signum if isinstance(stop, campaign.Stopped) else signal.SIGINT
-        print(f"stopped ({signal.Signals(signum).name}): the trials that ran keep their checkpoints; run the same "
-              "command again to continue", file=sys.stderr)
+        again = ("--verify starts its reruns afresh each time" if args.verify else
+                 "the trials that ran keep their checkpoints; run the same command again to continue")
+        print(f"stopped ({signal.Signals(signum).name}): {again}", file=sys.stderr)
         return 128 + signum
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # `--dry-run | head`: the reader has what it wanted
+        sys.stderr.close()
+        sys.exit(141)

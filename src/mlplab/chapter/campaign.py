@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,10 +25,13 @@ from typing import Any
 from mlplab.errors import UserError
 from mlplab.run.provenance import MAX_LISTED, cpu_model
 from mlplab.run.records import now
+from mlplab.tools.sweep.processes import parent_death_signal
 from mlplab.tools.sweep.spec import load_sweep
 from mlplab.tools.sweep.steering import steer
 
 TIMING_FILE = "timing.jsonl"
+MANIFEST = "chapter.json"  # the overrides its runs were made with (none: the chapter itself)
+COMMIT = re.compile(r"[0-9a-f]{7,40}")
 STALE_DIR = ".stale"
 # The code and files that decide a trained number; a change elsewhere (reports, docs) keeps the runs.
 TRAINING_PATHS = ("src/mlplab/core", "src/mlplab/run", "src/mlplab/fastpath", "src/mlplab/lightning_internals.py",
@@ -93,46 +97,105 @@ def record_timing(chapter_dir: Path, entry: dict[str, Any]) -> None:
 
 
 def read_timing(chapter_dir: Path) -> list[dict[str, Any]]:
+    """The timed stretches; a line cut short (the chapter killed while writing it) is left out."""
     path = chapter_dir / TIMING_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    entries = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and isinstance(entry.get("sweep"), str) and \
+                isinstance(entry.get("seconds"), (int, float)):
+            entries.append(entry)
+    return entries
+
+
+def read_manifest(chapter_dir: Path) -> dict[str, Any] | None:
+    path = chapter_dir / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} is unreadable ({error}): delete it only if the runs beside it were made "
+                        "without overrides, or use another --dir") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("overrides"), list):
+        raise UserError(f"{path} does not hold a chapter's overrides: use another --dir")
+    return manifest
+
+
+def chapter_overrides(chapter_dir: Path, given: list[str]) -> list[str]:
+    """The overrides of the chapter dir's runs: a dir holds one try (or the chapter itself), so other
+    overrides there would publish its runs as theirs."""
+    manifest = read_manifest(chapter_dir)
+    if manifest is None:
+        return given
+    saved = [str(text) for text in manifest["overrides"]]
+    if given and given != saved:
+        made = " ".join(saved) or "no overrides (the chapter itself)"
+        raise UserError(f"{chapter_dir} holds runs made with {made}, not {' '.join(given)}: give those (or none), "
+                        "or another --dir for this try")
+    return saved
+
+
+def write_manifest(chapter_dir: Path, overrides: list[str]) -> None:
+    chapter_dir.mkdir(parents=True, exist_ok=True)
+    if read_manifest(chapter_dir) is None:
+        (chapter_dir / MANIFEST).write_text(json.dumps({"overrides": overrides}) + "\n")
 
 
 class Stopped(Exception):
-    """The chapter was asked to stop (Ctrl-C or SIGTERM): its launcher has stopped its trials."""
+    """The chapter was asked to stop (Ctrl-C, SIGTERM, SIGHUP), or its launcher was: the launcher has
+    stopped its trials, which continue next time."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+LAUNCHER_REFUSED = 2  # the launcher's status for a file or option it cannot run
+
+
+def stop_signal(returncode: int) -> int | None:
+    """The signal that stopped the launcher, from its exit status (128+N, or -N when killed by N)."""
+    signum = -returncode if returncode < 0 else returncode - 128
+    return signum if signum in (*STOP_SIGNALS, signal.SIGKILL) else None
+
+
 def run_sweep(sweep: Sweep, chapter_dir: Path, slots: int, overrides: list[str]) -> int:
-    """Launch (or continue) one sweep and time it. A SIGTERM to the chapter is passed to the launcher,
-    which stops its trials so that they continue next time; then, as after Ctrl-C (which reaches the
-    launcher itself, in the same process group), Stopped is raised: no further sweep starts."""
+    """Launch (or continue) one sweep and time it; its launcher's exit status.
+
+    The launcher runs in its own session, so that a Ctrl-C or hangup reaches it once, through the
+    chapter: each of SIGINT, SIGTERM and SIGHUP to the chapter becomes one SIGTERM to the launcher,
+    which stops its trials so that they continue next time (a second signal would kill them). If
+    the chapter dies, the launcher gets SIGTERM too. Then Stopped is raised: no further sweep starts,
+    as when the launcher itself was stopped."""
     command = launch_command(sweep, chapter_dir, slots, overrides)
     started, clock = now(), time.monotonic()
-    process = subprocess.Popen(command, cwd=sweep.root, env=trial_env())
+    process = subprocess.Popen(command, cwd=sweep.root, env=trial_env(), start_new_session=True,
+                               preexec_fn=parent_death_signal())
     received: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:
+        if not received:
+            process.send_signal(signal.SIGTERM)
         received.append(signum)
-        process.send_signal(signal.SIGTERM)
 
-    previous = signal.signal(signal.SIGTERM, forward)
+    previous = {signum: signal.signal(signum, forward) for signum in STOP_SIGNALS}
     try:
         returncode = process.wait()
-    except KeyboardInterrupt:
-        received.append(signal.SIGINT)
-        returncode = process.wait()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
     record_timing(chapter_dir, {"sweep": sweep.stem, "started": started, "seconds": round(time.monotonic() - clock, 1),
                                 "returncode": returncode, "slots": slots, "overrides": overrides,
                                 "threads_per_trial": 1, **machine()})
-    if received:
-        raise Stopped(received[0])
+    if received or stop_signal(returncode) is not None:
+        raise Stopped(received[0] if received else stop_signal(returncode))
     return returncode
 
 
@@ -176,28 +239,50 @@ def touches_training(changed: list[str]) -> bool:
     return len(changed) >= MAX_LISTED or any(path.startswith(prefixes) for path in changed)
 
 
-def run_commits(sweep_dir: Path) -> dict[str, bool]:
-    """Each commit that made a run under the sweep dir, and whether any of its runs ran uncommitted
-    training code."""
+def run_git(info_path: Path) -> dict[str, Any] | None:
+    """A run record's git state, or None when the record cannot say which commit made the run."""
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        return None
+    git = info.get("git") if isinstance(info, dict) else None
+    if not isinstance(git, dict) or not isinstance(git.get("commit"), str) or not COMMIT.fullmatch(git["commit"]):
+        return None
+    changed = git.get("changed")
+    return {"commit": git["commit"], "dirty": bool(git.get("dirty")),
+            "changed": [str(path) for path in changed] if isinstance(changed, list) else [""] * MAX_LISTED}
+
+
+def run_commits(sweep_dir: Path) -> tuple[dict[str, bool], list[Path]]:
+    """Each commit that made a run under the sweep dir, whether any of its runs ran uncommitted
+    training code, and the records that name no commit."""
     found: dict[str, bool] = {}
-    for info_path in sweep_dir.glob("**/run_info.json"):
+    unreadable = []
+    for info_path in sorted(sweep_dir.glob("**/run_info.json")):
         if STALE_DIR in info_path.parts or ".previous" in info_path.parts:
             continue
-        try:
-            git = json.loads(info_path.read_text()).get("git") or {}
-        except (OSError, ValueError):
+        if (git := run_git(info_path)) is None:
+            unreadable.append(info_path)
             continue
-        if git.get("commit"):
-            dirty = bool(git.get("dirty")) and touches_training(list(git.get("changed") or []))
-            found[git["commit"]] = found.get(git["commit"], False) or dirty
-    return found
+        dirty = git["dirty"] and touches_training(git["changed"])
+        found[git["commit"]] = found.get(git["commit"], False) or dirty
+    return found, unreadable
+
+
+def known_commit(root: Path, commit: str) -> bool:
+    return _git(root, "cat-file", "-e", f"{commit}^{{commit}}").returncode == 0
 
 
 def staleness(sweep: Sweep, chapter_dir: Path, head: str) -> str | None:
     """Why the sweep's runs are not of the checkout's training code, or None when they are."""
-    for commit, dirty in run_commits(sweep.directory(chapter_dir)).items():
+    commits, unreadable = run_commits(sweep.directory(chapter_dir))
+    if unreadable:
+        return f"{unreadable[0]} does not say which commit made its run"
+    for commit, dirty in commits.items():
         if dirty:
-            return f"a run of commit {commit[:10]} had uncommitted changes"
+            return f"a run of commit {commit[:10]} had uncommitted changes to its training code"
+        if commit != head and not known_commit(sweep.root, commit):
+            return f"runs of commit {commit[:10]}, which this clone does not have"
         if not same_training_code(sweep.root, commit, head, sweep.file):
             return f"runs of commit {commit[:10]}, whose training code or sweep file differs from HEAD's"
     return None

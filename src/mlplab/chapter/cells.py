@@ -23,6 +23,7 @@ from scipy import stats
 
 from mlplab.chapter.contents import TEST, VALIDATION, Table
 from mlplab.core.data import MNISTDataModule
+from mlplab.errors import UserError
 from mlplab.run.records import FINISHED
 from mlplab.tools.report.runs import load_runs
 
@@ -66,11 +67,33 @@ def test_set_noise(accuracy: float, images: int = MNISTDataModule.test_size) -> 
     return float(stats.norm.ppf(0.5 + CONFIDENCE / 2)) * math.sqrt(accuracy * (1 - accuracy) / images)
 
 
+def parameter_values(entry: Any) -> list:
+    """A sweep parameter's values, written `values: [...]` or `value: x`."""
+    if isinstance(entry, dict) and isinstance(entry.get("values"), list):
+        return list(entry["values"])
+    return [entry["value"]] if isinstance(entry, dict) and "value" in entry else []
+
+
+def read_parameters(path: Path) -> dict[str, list]:
+    """A sweep file's parameters and their values."""
+    if not path.is_file():
+        return {}
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (UnicodeDecodeError, yaml.YAMLError) as error:
+        raise UserError(f"{path} is not a readable sweep file ({error}): delete its sweep dir's copy to "
+                        "run the sweep again") from None
+    parameters = spec.get("parameters") if isinstance(spec, dict) else None
+    if not isinstance(parameters, dict):
+        raise UserError(f"{path} has no parameters: it is not the sweep file the chapter ran; delete its "
+                        "sweep dir to run the sweep again")
+    return {str(key): parameter_values(entry) for key, entry in parameters.items()}
+
+
 def with_fixed_parameters(frame: pd.DataFrame, sweep_dir: Path) -> pd.DataFrame:
     """The sweep's one-valued parameters as columns too (the report shows only what varies)."""
-    spec = yaml.safe_load((sweep_dir / SWEEP_FILE).read_text()) if (sweep_dir / SWEEP_FILE).is_file() else {}
-    fixed = {key: entry["values"][0] for key, entry in (spec.get("parameters") or {}).items()
-             if len(entry.get("values") or []) == 1 and key not in frame}
+    fixed = {key: values[0] for key, values in read_parameters(sweep_dir / SWEEP_FILE).items()
+             if len(values) == 1 and key not in frame}
     return frame.assign(**fixed) if not frame.empty else frame
 
 
@@ -101,8 +124,11 @@ def finished(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
         return frame.iloc[0:0]
     done = frame[frame["status"] == FINISHED]
     needed = [TEST] + ([table.ranking] if table.ranking != TEST else [])
-    return done.dropna(subset=[column for column in needed if column in done]) if set(needed) <= set(done) \
-        else done.iloc[0:0]
+    if not set(needed) <= set(done):
+        return done.iloc[0:0]
+    # An accuracy that is missing, NaN or outside [0, 1] is no result: the run counts as unfinished.
+    scores = done[needed].apply(pd.to_numeric, errors="coerce")
+    return done[scores.notna().all(axis=1) & ((scores >= 0) & (scores <= 1)).all(axis=1)]
 
 
 def cell_keys(table: Table) -> list[str]:
@@ -137,9 +163,7 @@ def cells(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
 def sweep_parameters(runs_dir: Path, stem: str, file: Path | None = None) -> dict[str, list]:
     """The sweep's parameters as it ran (its sweep dir's copy), else as `file` (sweeps/<stem>.yaml) has them."""
     path = runs_dir / stem / SWEEP_FILE
-    path = path if path.is_file() or file is None else file
-    spec = yaml.safe_load(path.read_text()) if path.is_file() else {}
-    return {key: list(entry.get("values") or []) for key, entry in (spec.get("parameters") or {}).items()}
+    return read_parameters(path if path.is_file() or file is None else file)
 
 
 def same_text(first: Any, second: Any) -> bool:

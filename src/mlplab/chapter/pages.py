@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from mlplab.chapter.cells import (CONFIDENCE, NOT_MEASURED, cell_keys, cells, fi
 from mlplab.chapter.contents import TABLES, VALIDATION, Table
 from mlplab.chapter.findings import compare, sentences
 from mlplab.core.data import MNISTDataModule
+from mlplab.errors import UserError
 from mlplab.run.records import FINISHED, write_text
 from mlplab.tools.report import comparisons
 from mlplab.tools.report.markdown import markdown_table
@@ -30,7 +30,8 @@ from mlplab.tools.report.tables import format_param, runs_table
 RESULTS_PAGE = "results.md"
 PAGES_DIR = "results"
 CELLS_FILE = "cells.json"  # every published cell, for --verify on a machine without the records
-TEMPLATE = Path(__file__).resolve().parents[3] / "docs" / RESULTS_PAGE
+REPO = Path(__file__).resolve().parents[3]  # the checkout: its docs/ and sweeps/
+TEMPLATE = REPO / "docs" / RESULTS_PAGE
 
 
 def percent(value: float) -> str:
@@ -121,22 +122,25 @@ def run_conditions(sweep_dirs: list[Path]) -> dict[str, Counter]:
 def conditions_line(found: dict[str, Counter]) -> str:
     named = {key: ", ".join(f"`{value}`" if key == "commit" else value for value in counter) or NOT_MEASURED
              for key, counter in found.items()}
-    return (f"Commit {named['commit']}; {named['machine']}; torch {named['torch']}; "
-            f"{named['threads']} CPU thread(s) per trial.")
+    several = " (the same training code: the chapter sets aside runs of any other)" \
+        if len(found["commit"]) > 1 else ""
+    threads = named["threads"]
+    return (f"Commit {named['commit']}{several}; {named['machine']}; torch {named['torch']}; "
+            f"{threads} CPU thread{'' if threads == '1' else 's'} per trial.")
 
 
 def expected_runs(table: Table, runs_dir: Path) -> int:
     """How many runs the table reads once every sweep is done (a source narrowed by `where`: one cell)."""
     total = 0
     for source in table.sources:
-        parameters = sweep_parameters(runs_dir, source.sweep, TEMPLATE.parents[1] / "sweeps" / f"{source.sweep}.yaml")
+        parameters = sweep_parameters(runs_dir, source.sweep, REPO / "sweeps" / f"{source.sweep}.yaml")
         seeds = len(parameters.pop("seed", [None]))
         total += seeds * (1 if source.where else math.prod(len(values) for values in parameters.values()))
     return total
 
 
 def measured_line(table: Table, frame: pd.DataFrame, runs_dir: Path) -> str:
-    done = int((frame.drop_duplicates("path")["status"] == FINISHED).sum()) if "status" in frame else 0
+    done = len(finished(frame, table).drop_duplicates("path")) if "status" in frame else 0
     expected = expected_runs(table, runs_dir)
     epochs = sorted({int(value) for value in frame.get("epochs", pd.Series(dtype=float)).dropna()})
     sweeps = ", ".join(f"`sweeps/{stem}.yaml`" for stem in table.sweeps)
@@ -164,7 +168,22 @@ def headline_row(table: Table, table_cells: pd.DataFrame, found: pd.DataFrame) -
             "differences shown (Holm) / compared": f"{supported} / {len(found)}" if not found.empty else NOT_MEASURED}
 
 
+def stale_reasons(table: Table, runs_dir: Path) -> list[str]:
+    """Why some of the table's runs are not of the checkout's training code (nothing published then)."""
+    head = campaign.head_commit(REPO)
+    reasons = []
+    for stem in table.sweeps:
+        sweep = campaign.Sweep(stem, REPO)
+        if sweep.directory(runs_dir).is_dir() and (reason := campaign.staleness(sweep, runs_dir, head)):
+            reasons.append(f"`{stem}`: {reason}")
+    return reasons
+
+
 def table_block(table: Table, runs_dir: Path, page_link: str, smoke: bool) -> TablePage:
+    if stale := stale_reasons(table, runs_dir):
+        text = (f"Stale, not published: {'; '.join(stale)}. `python -m mlplab.chapter --only {table.name}` sets "
+                "those runs aside and trains the table again.")
+        return TablePage(text, f"# {table.title}\n\n{text}\n", [], {})
     frame = source_runs(table, runs_dir, smoke)
     table_cells = cells(frame, table) if not frame.empty else pd.DataFrame()
     if table_cells.empty:
@@ -238,14 +257,45 @@ def chapter_block(runs_dir: Path, tables: list[Table]) -> str:
             f"was run in, with other work sharing the machine at times.")
 
 
-def write_pages(runs_dir: Path, docs: Path, tables: list[Table], overrides: list[str]) -> Iterator[str]:
-    """Write each table's page and its block in docs/results.md (copied from the repository's where a
-    try, run with `overrides`, writes its own docs); yield one line per page written."""
-    smoke = bool(overrides)
+def block_names(tables: list[Table]) -> list[str]:
+    names = ["chapter"] + (["units"] if UNITS_TABLE in {table.name for table in tables} else [])
+    return names + [table.name for table in tables]
+
+
+def page_text(path: Path) -> str:
+    try:
+        return path.read_text()
+    except UnicodeDecodeError:
+        raise UserError(f"{path} is not UTF-8 text: restore it (git checkout {path.name}) or delete it") from None
+
+
+def check_page(docs: Path, tables: list[Table]) -> None:
+    """The page has one place for each block to write (a try's page, made later from the template, has)."""
     results = docs / RESULTS_PAGE
-    if not results.is_file():
+    if results.exists():
+        blocks.check_markers(page_text(results), block_names(tables), results)
+
+
+def start_page(docs: Path) -> Path:
+    """The page to write the blocks into: a try's own copy of the template, its published blocks
+    emptied, so that no published number stands beside the try's."""
+    results = docs / RESULTS_PAGE
+    if not results.exists():
         docs.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(TEMPLATE, results)
+        write_text(results, blocks.emptied(TEMPLATE.read_text()))
+    return results
+
+
+def json_number(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def write_pages(runs_dir: Path, docs: Path, tables: list[Table], overrides: list[str]) -> Iterator[str]:
+    """Write each table's page and its block in docs/results.md (a try, run with `overrides`, into its
+    own copy of the template); yield one line per page written."""
+    smoke = bool(overrides)
+    results = start_page(docs)
+    check_page(docs, tables)
     generated = {"chapter": chapter_block(runs_dir, tables)}
     if UNITS_TABLE in {table.name for table in tables}:
         generated["units"] = units_block(runs_dir, smoke)
@@ -257,22 +307,40 @@ def write_pages(runs_dir: Path, docs: Path, tables: list[Table], overrides: list
         page_path = docs / PAGES_DIR / f"{table.name}.md"
         written = table_block(table, runs_dir, f"{PAGES_DIR}/{table.name}.md", smoke)
         generated[table.name] = written.block
-        kept += [{**entry, "overrides": [*overrides, *entry["overrides"]]} for entry in written.entries]
+        kept += [{**{key: json_number(value) for key, value in entry.items()},
+                  "overrides": [*overrides, *entry["overrides"]]} for entry in written.entries]
         headlines += [written.headline] if written.headline else []
         write_text(page_path, written.page)
         yield f"wrote {page_path}"
-    write_text(cells_path, json.dumps(kept, indent=1) + "\n")
+    write_text(cells_path, json.dumps(kept, indent=1, allow_nan=False) + "\n")
     yield f"wrote {cells_path}"
     readme = docs.parent / "README.md"
     if docs == TEMPLATE.parent and {t.name for t in tables} == {t.name for t in TABLES} and readme.is_file():
         headline = markdown_table(pd.DataFrame(headlines).fillna(NOT_MEASURED)) if headlines else NOT_MEASURED
         write_text(readme, blocks.replace_blocks(readme.read_text(), {"headline": headline}, readme))
         yield f"wrote the block headline of {readme}"
-    write_text(results, blocks.replace_blocks(results.read_text(), generated, results))
+    write_text(results, blocks.replace_blocks(page_text(results), generated, results))
     yield f"wrote the blocks {', '.join(generated)} of {results}"
 
 
+PUBLISHED_KEYS = {"table": str, "cell": dict, "sweep": str, "overrides": list, "seeds": list, "test_by_seed": list}
+
+
 def read_published(path: Path) -> list[dict[str, Any]]:
+    """docs/results/cells.json's entries, each checked for what --verify and the pages read."""
     if not path.is_file():
         return []
-    return json.loads(path.read_text())
+    try:
+        entries = json.loads(path.read_text())
+    except (UnicodeDecodeError, ValueError) as error:
+        raise UserError(f"{path} is not valid JSON ({error}): write it again with python -m mlplab.chapter "
+                        "--render (or restore it from git)") from None
+    good = isinstance(entries, list) and all(
+        isinstance(entry, dict) and all(isinstance(entry.get(key), kind) for key, kind in PUBLISHED_KEYS.items())
+        and all(isinstance(entry.get(key), (int, float, type(None))) for key in ("test_mean", "rerun_low", "rerun_high"))
+        for entry in entries)
+    if not good:
+        raise UserError(f"{path} does not hold the chapter's cells (a list of entries with "
+                        f"{', '.join(PUBLISHED_KEYS)}, test_mean, rerun_low, rerun_high): write it again with "
+                        "python -m mlplab.chapter --render (or restore it from git)")
+    return entries
