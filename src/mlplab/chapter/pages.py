@@ -16,13 +16,14 @@ from typing import Any
 import pandas as pd
 
 from mlplab.chapter import blocks, campaign
+from mlplab.chapter.units import UNITS_TABLE, units_block
 from mlplab.chapter.cells import (CONFIDENCE, NOT_MEASURED, cell_keys, cells, finished, published, source_runs,
                                   sweep_parameters)
 from mlplab.chapter.contents import TABLES, VALIDATION, Table
 from mlplab.chapter.findings import compare, sentences
 from mlplab.core.data import MNISTDataModule
 from mlplab.errors import UserError
-from mlplab.run.records import FINISHED, write_text
+from mlplab.run.records import write_text
 from mlplab.tools.report import comparisons
 from mlplab.tools.report.markdown import markdown_table
 from mlplab.tools.report.tables import format_param, runs_table
@@ -214,31 +215,6 @@ def comparisons_section(found: pd.DataFrame, table: Table) -> list[str]:
         return []
     return ["## Paired comparisons", comparisons.caption(found, table.ranking),
             markdown_table(comparisons.comparisons_table(found, table.ranking))]
-
-
-UNIT_METRICS = {"zero outputs": "activation/layer0/zero_frac", "dead units": "activation/layer0/dead_frac"}
-UNITS_TABLE = "norms"  # whose runs the units block reads: every norm for ReLU, GELU and sigmoid
-
-
-def units_block(runs_dir: Path, smoke: bool) -> str:
-    """The hidden layer's exact zeros and dead units after the last epoch (ActivationStats, on the
-    first 1,000 validation images), per cell of the norms table, mean ± std over its seeds."""
-    table = next(table for table in TABLES if table.name == UNITS_TABLE)
-    done = finished(source_runs(table, runs_dir, smoke), table)
-    if done.empty or not set(UNIT_METRICS.values()) <= set(done):
-        return f"Not measured yet: run `python -m mlplab.chapter --only {UNITS_TABLE}`."
-    rows = []
-    for (activation, norm), group in done.groupby(["activation", "norm"], sort=True):
-        row = {"activation": str(activation), "norm": str(norm), "seeds": str(len(group))}
-        for name, metric in UNIT_METRICS.items():
-            values = pd.to_numeric(group[metric], errors="coerce").dropna()
-            row[f"{name}, mean ± std"] = spread(values.mean(), values.std(ddof=1)) if len(values) else NOT_MEASURED
-            row[f"{name}: fewest … most"] = f"{values.min() * 100:.1f} … {values.max() * 100:.1f} %" \
-                if len(values) else NOT_MEASURED
-        rows.append(row)
-    return (f"From the `{UNITS_TABLE}` table's runs, after their last epoch, on the first 1,000 validation "
-            f"images: zero outputs are outputs exactly 0; dead units are units 0 on every one of the images.\n\n"
-            + markdown_table(pd.DataFrame(rows)))
 
 
 def chapter_block(runs_dir: Path, tables: list[Table]) -> str:
