@@ -26,9 +26,10 @@ from mlplab.core.data import MNISTDataModule
 from mlplab.errors import UserError
 from mlplab.run.records import FINISHED
 from mlplab.tools.report.runs import load_runs
+from mlplab.tools.report.tables import MISSING, interval_half_width
 
 CONFIDENCE = 0.95
-NOT_MEASURED = "—"
+NOT_MEASURED = MISSING  # the report's mark for a value there is not
 SWEEP_FILE = "sweep.yaml"  # the file as the launcher ran it, in its sweep dir
 
 
@@ -54,8 +55,8 @@ def estimate(values: np.ndarray) -> Estimate:
     if count < 2:
         return Estimate(count, mean, math.nan, math.nan, math.nan, math.nan, math.nan, math.nan)
     std = float(np.std(values, ddof=1))
-    t = float(stats.t.ppf(0.5 + CONFIDENCE / 2, count - 1))
-    half, rerun = t * std / math.sqrt(count), t * std * math.sqrt(2 / count)
+    half = interval_half_width(std, count)
+    rerun = half * math.sqrt(2)  # both means vary: sqrt(1/n + 1/n) in place of sqrt(1/n)
     # Accuracies: an interval reaching past 0 or 1 (few seeds, a wide spread) says no more than [0, 1].
     low, high, rerun_low, rerun_high = (min(1.0, max(0.0, value))
                                         for value in (mean - half, mean + half, mean - rerun, mean + rerun))
