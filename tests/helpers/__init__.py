@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -82,10 +83,21 @@ def run_script(script: str, *args: str, cwd: Path = REPO, env: dict | None = Non
                           capture_output=True, text=True, timeout=timeout)
 
 
+def _as_from_a_terminal(then=None):
+    """A child with SIGINT at its default, as a command typed at a terminal has it: a shell that
+    starts pytest in the background hands it SIGINT ignored, and every child would inherit that."""
+    def reset() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        if then is not None:
+            then()
+    return reset
+
+
 def start_script(script: str, *args: str, cwd: Path = REPO, env: dict | None = None, **popen) -> subprocess.Popen:
     """Start an entry point in the background (to signal it, or to run several at once)."""
     popen.setdefault("stdout", subprocess.PIPE)
     popen.setdefault("stderr", subprocess.PIPE)
+    popen["preexec_fn"] = _as_from_a_terminal(popen.get("preexec_fn"))
     return subprocess.Popen(script_command(script, *args), cwd=cwd, env={**script_env(), **(env or {})},
                             text=True, **popen)
 
