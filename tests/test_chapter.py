@@ -534,12 +534,27 @@ def test_verify_without_published_cells_is_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_render_without_runs_is_refused_and_a_page_without_the_block_is_an_error(tmp_path, capsys):
-    docs = tmp_path / "docs"
-    # No runs at all (a mistyped --dir): refused, so that a published page is never replaced by "not measured".
-    assert main(["--only", "dropout", "--render", "--dir", str(tmp_path / "runs"), "--docs", str(docs)]) == 1
+# Folders holding none of the dropout table's runs: a mistyped --dir, an empty one, one that holds only
+# --verify's reruns, another table's sweep, or a set-aside stale sweep.
+NOT_THE_TABLES_RUNS = {"missing": None, "empty": [], "verify only": ["verify/20261202-131130/00-l2/dropout"],
+                       "another sweep": ["activations/pack-000"], "stale only": [".stale/dropout-1"]}
+
+
+@pytest.mark.parametrize("folders", NOT_THE_TABLES_RUNS.values(), ids=NOT_THE_TABLES_RUNS.keys())
+def test_render_from_none_of_the_tables_runs_is_refused(tmp_path, capsys, folders):
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    for folder in folders if folders is not None else ():
+        (runs / folder).mkdir(parents=True)
+    if folders == []:
+        runs.mkdir()
+    # Refused, so that a published page is never replaced by "not measured".
+    assert main(["--only", "dropout", "--render", "--dir", str(runs), "--docs", str(docs)]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0].startswith("error: no runs under ") and not docs.exists()
+    assert len(errors) == 1 and errors[0].startswith("error: no runs of dropout under ") and not docs.exists()
+
+
+def test_a_page_without_the_block_is_an_error(tmp_path, capsys):
+    docs = tmp_path / "docs"
     docs.mkdir()
     template = (Path(__file__).parents[1] / "docs" / "results.md").read_text()
     (docs / "results.md").write_text(template.replace("<!-- /chapter:dropout -->", ""))

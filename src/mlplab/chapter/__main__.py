@@ -19,7 +19,7 @@ from pathlib import Path
 
 from mlplab.chapter import __doc__ as package_doc
 from mlplab.chapter import campaign
-from mlplab.chapter.contents import TABLE_NAMES, chosen_tables, sweeps_of
+from mlplab.chapter.contents import TABLE_NAMES, Table, chosen_tables, sweeps_of
 from mlplab.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: sweeps/, docs/, train.py
@@ -104,11 +104,12 @@ def run(args: argparse.Namespace, runs: Path, overrides: list[str]) -> list[str]
     return unfinished
 
 
-def check_has_runs(runs: Path) -> None:
-    """A page written from no runs at all would replace the published one with 'not measured'."""
-    if not runs.is_dir() or not any(path.is_dir() and not path.name.startswith(".") for path in runs.iterdir()):
-        raise UserError(f"no runs under {runs}: check --dir (the chapter's runs are in outputs/chapter, a "
-                        "try's in outputs/chapter-try-<hash>), or run the chapter first")
+def check_has_runs(runs: Path, tables: list[Table]) -> None:
+    """A page written from none of its sweeps would replace the published one with 'not measured'
+    (a folder holding only --verify's reruns, or another command's runs, is not the chapter's)."""
+    if not any((runs / stem).is_dir() for stem in sweeps_of(tables)):
+        raise UserError(f"no runs of {', '.join(sweeps_of(tables))} under {runs}: check --dir (the chapter's runs "
+                        "are in outputs/chapter, a try's in outputs/chapter-try-<hash>), or run the chapter first")
 
 
 def dry_run(args: argparse.Namespace, runs: Path, overrides: list[str]) -> None:
@@ -143,7 +144,7 @@ def chapter(args: argparse.Namespace, runs: Path) -> int:
     docs = docs_dir(args, runs)
     check_page(docs, chosen_tables(args.only))  # before hours of training, not after
     unfinished = [] if args.render else run(args, runs, overrides)
-    check_has_runs(runs)
+    check_has_runs(runs, chosen_tables(args.only))
     for line in write_pages(runs, docs, chosen_tables(args.only), overrides):
         print(line)
     if unfinished:
