@@ -746,3 +746,26 @@ def test_running_the_try_again_trains_nothing_and_times_each_invocation(chapter_
     assert (chapter_try.docs / "results" / "cells.json").read_bytes() == chapter_try.written["results/cells.json"]
     total = sum(entry["seconds"] for entry in after)
     assert f"Wall time of the runs: {total / 3600:.2f} h" in block_of(text, "chapter")
+
+
+def published_cell(table: str, overrides: tuple[str, ...], seeds: tuple[int, ...]) -> dict:
+    return {"table": table, "cell": {"overrides": " ".join(overrides)}, "sweep": "s", "overrides": list(overrides),
+            "seeds": list(seeds)}
+
+
+# Cells of a few tables, some published by two tables at once (as the baselines are by protocols).
+PUBLISHED_CELLS = st.lists(
+    st.builds(published_cell, st.sampled_from(["a", "b", "c"]),
+              st.tuples(st.sampled_from(["x=1", "x=2", "y=1"])), st.sampled_from([(1, 2), (1, 2, 3)])),
+    max_size=12)
+
+
+@given(PUBLISHED_CELLS, st.integers(0, 15), st.integers(0, 3))
+def test_verify_draws_distinct_runs_round_the_tables(entries, count, seed):
+    chosen = verification.drawn(entries, count, seed)
+    runs = {verification.same_runs(entry) for entry in chosen}
+    distinct = {verification.same_runs(entry) for entry in entries}
+    assert len(runs) == len(chosen) == min(count, len(distinct))  # never the same runs twice, never short
+    assert verification.drawn(entries, count, seed) == chosen  # the seed decides the draw
+    if count >= len(distinct):
+        assert runs == distinct

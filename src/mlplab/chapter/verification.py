@@ -32,19 +32,32 @@ VERIFY_PAGE = "verify.md"
 
 
 def drawn(entries: list[dict[str, Any]], count: int, seed: int) -> list[dict[str, Any]]:
-    """`count` cells, round the tables in a seeded order, so that K >= tables touches every table."""
+    """`count` distinct cells, round the tables in a seeded order, so that K >= tables touches every
+    table with a cell of its own. A cell two tables publish (a shared baseline) is drawn once: its
+    second rerun would train the same runs again and check nothing more."""
     by_table: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_table.setdefault(entry["table"], []).append(entry)
     generator = random.Random(seed)
     queues = [generator.sample(cells, len(cells)) for cells in by_table.values()]
     generator.shuffle(queues)
-    chosen = []
-    while len(chosen) < min(count, len(entries)):
+    chosen: list[dict[str, Any]] = []
+    runs_of_chosen: set[tuple] = set()
+    while len(chosen) < count and any(queues):
         for queue in queues:
-            if queue and len(chosen) < count:
-                chosen.append(queue.pop())
+            while queue and len(chosen) < count:
+                entry = queue.pop()
+                if same_runs(entry) not in runs_of_chosen:
+                    runs_of_chosen.add(same_runs(entry))
+                    chosen.append(entry)
+                    break
     return chosen
+
+
+def same_runs(entry: dict[str, Any]) -> tuple:
+    """What decides a cell's runs: its sweep, its overrides but the seeds, and the seeds."""
+    overrides = sorted(text for text in entry["overrides"] if not text.startswith("seed="))
+    return entry["sweep"], tuple(overrides), tuple(entry["seeds"])
 
 
 def cell_name(entry: dict[str, Any]) -> str:
