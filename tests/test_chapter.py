@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -692,6 +693,11 @@ def test_verify_reruns_a_cell_inside_its_interval_with_the_same_bits(chapter_try
     assert row["inside"] == "yes" and row["same bits seed for seed"] == "yes"
     assert row["rerun mean"] == row["published mean"] == f"{entry['test_mean'] * 100:.2f} %"
     assert "Every rerun mean lies inside its published rerun interval (1 of 1)" in result.stdout
+    # What made the reruns, from their records; the command as typed, --only and overrides included.
+    head = campaign.head_commit(REPO)[:10]
+    assert f"at commit `{head}`; " in result.stdout and "torch 2." in result.stdout
+    assert f"`{shlex.join(['python', '-m', 'mlplab.chapter', *chapter_try.arguments, '--verify', '1', '--', *TRY])}`" \
+        in result.stdout
     reports = list(chapter_try.runs.glob("verify/*/report.md"))
     assert len(reports) == 1 and "| yes | yes |" in reports[0].read_text()
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Sequence
@@ -63,7 +64,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--verify-seed", type=int, default=0, help="which cells --verify draws (default 0)")
     parser.add_argument("overrides", nargs="*", metavar="OVERRIDE",
                         help="Hydra overrides for every trial, after --: a try, kept apart from the chapter")
-    return parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(argv)
+    args.command = shlex.join([*parser.prog.split(), *argv])  # as typed: what a report says made it
+    return args
 
 
 def chapter_dir(args: argparse.Namespace) -> Path:
@@ -138,7 +142,8 @@ def chapter(args: argparse.Namespace, runs: Path) -> int:
                             "included: drop the overrides after --, or give --dir of the try that made them")
 
         tables = [table for table in chosen_tables(args.only) if args.only or table.drawn_by_verify]
-        return 0 if verify(ROOT, runs, tables, args.verify, args.verify_seed, args.slots, docs_dir(args, runs)) else 1
+        return 0 if verify(ROOT, runs, tables, args.verify, args.verify_seed, args.slots, docs_dir(args, runs),
+                         args.command) else 1
     from mlplab.chapter.pages import check_page, write_pages
 
     docs = docs_dir(args, runs)

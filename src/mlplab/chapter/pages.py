@@ -120,14 +120,20 @@ def run_conditions(sweep_dirs: list[Path]) -> dict[str, Counter]:
     return found
 
 
-def conditions_line(found: dict[str, Counter]) -> str:
+def named_conditions(found: dict[str, Counter]) -> tuple[str, str]:
+    """The commits, and the machine, torch and threads, as the pages write them."""
     named = {key: ", ".join(f"`{value}`" if key == "commit" else value for value in counter) or NOT_MEASURED
              for key, counter in found.items()}
+    threads = named["threads"]
+    return named["commit"], (f"{named['machine']}; torch {named['torch']}; "
+                             f"{threads} CPU thread{'' if threads == '1' else 's'} per trial")
+
+
+def conditions_line(found: dict[str, Counter]) -> str:
     several = " (the same training code: the chapter sets aside runs of any other)" \
         if len(found["commit"]) > 1 else ""
-    threads = named["threads"]
-    return (f"Commit {named['commit']}{several}; {named['machine']}; torch {named['torch']}; "
-            f"{threads} CPU thread{'' if threads == '1' else 's'} per trial.")
+    commits, setting = named_conditions(found)
+    return f"Commit {commits}{several}; {setting}."
 
 
 def expected_runs(table: Table, runs_dir: Path) -> int:

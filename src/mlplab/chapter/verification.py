@@ -21,7 +21,7 @@ import pandas as pd
 
 from mlplab.chapter import campaign
 from mlplab.chapter.contents import TEST, Table
-from mlplab.chapter.pages import CELLS_FILE, PAGES_DIR, read_published
+from mlplab.chapter.pages import CELLS_FILE, PAGES_DIR, named_conditions, read_published, run_conditions
 from mlplab.errors import UserError
 from mlplab.run.records import FINISHED, write_text
 from mlplab.tools.report.markdown import markdown_table
@@ -95,7 +95,7 @@ def check(entry: dict[str, Any], runs: pd.DataFrame) -> dict[str, Any]:
 
 
 def verify(root: Path, runs_dir: Path, tables: list[Table], count: int, seed: int, slots: int,
-           docs: Path | None = None) -> bool:
+           docs: Path | None = None, command: str = "") -> bool:
     """Rerun and check `count` cells of `tables`; print and write the report; whether all passed."""
     cells_path = (docs or root / "docs") / PAGES_DIR / CELLS_FILE
     names = {table.name for table in tables}
@@ -104,11 +104,13 @@ def verify(root: Path, runs_dir: Path, tables: list[Table], count: int, seed: in
         raise UserError(f"{cells_path} holds no published cell of {', '.join(sorted(names))}: write the pages "
                         "first (python -m mlplab.chapter, or --render from existing runs).")
     folder = runs_dir / "verify" / time.strftime("%Y%m%d-%H%M%S")
-    results = []
+    results, sweep_dirs = [], []
     for index, entry in enumerate(drawn(entries, count, seed)):
         print(f"chapter --verify: {cell_name(entry)}", flush=True)
         # A folder per cell: two cells of one table through one sweep dir would mix their runs.
-        results.append(check(entry, rerun(entry, root, folder / f"{index:02d}-{entry['table']}", slots)))
+        cell_folder = folder / f"{index:02d}-{entry['table']}"
+        results.append(check(entry, rerun(entry, root, cell_folder, slots)))
+        sweep_dirs.append(campaign.Sweep(entry["sweep"], root).directory(cell_folder))
     report = pd.DataFrame(results)
     passed = bool(report["passed"].all())
     unfinished = int((~report["finished"]).sum())
@@ -121,7 +123,7 @@ def verify(root: Path, runs_dir: Path, tables: list[Table], count: int, seed: in
                     f"{len(report)} cells miss at least once: a miss is a reason to look, not proof of a fault.")
     text = "\n\n".join([
         f"# --verify {count} (seed {seed})",
-        campaign_conditions(root, count, seed),
+        rerun_conditions(sweep_dirs, command or f"python -m mlplab.chapter --verify {count} --verify-seed {seed}"),
         markdown_table(report.drop(columns=["passed", "finished"]).astype(str)), summary])
     write_text(folder / "report.md", text + "\n")
     print(text)
@@ -132,7 +134,7 @@ def verify(root: Path, runs_dir: Path, tables: list[Table], count: int, seed: in
     return passed
 
 
-def campaign_conditions(root: Path, count: int, seed: int) -> str:
-    machine = campaign.machine()
-    return (f"Rerun {time.strftime('%Y-%m-%d')} at commit `{campaign.head_commit(root)[:10]}` on {machine['cpu']} "
-            f"({machine['cores']} cores), one CPU thread per trial: `python -m mlplab.chapter --verify {count} --verify-seed {seed}`.")
+def rerun_conditions(sweep_dirs: list[Path], command: str) -> str:
+    """What made the reruns, from their own records (the checkout may move on while they train)."""
+    commits, setting = named_conditions(run_conditions(sweep_dirs))
+    return f"Rerun {time.strftime('%Y-%m-%d')} at commit {commits}; {setting}: `{command}`."
