@@ -5,15 +5,18 @@ never a traceback, and never publish a run it cannot vouch for."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import time
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from helpers import REPO, run_script, start_script
 from mlplab.chapter import campaign
-from mlplab.chapter.__main__ import MAX_SLOTS, main
+from mlplab.chapter.__main__ import MAX_SLOTS, main, parse_args
 
 TEMPLATE = REPO / "docs" / "results.md"
 TINY = ["trainer.max_epochs=1", "+trainer.limit_train_batches=5", "seed=1,2"]
@@ -170,3 +173,17 @@ def test_a_stopped_chapter_starts_no_further_sweep(tmp_path, mnist, signum):
     # l2 reads dropout (its no-L2 cell), l2_penalty, l2_decoupled, in that order: stopped in the second.
     assert not (runs / "l2_decoupled").exists()
     assert [entry["sweep"] for entry in campaign.read_timing(runs)] == ["dropout", "l2_penalty"]
+
+
+# Arguments as a shell hands them over: spaces, quotes, `=`, newlines, and bytes that are not UTF-8
+# (which Python passes on as lone surrogates).
+ARGUMENT = st.text(st.sampled_from(["a", " ", "'", '"', "=", "\n", "$", "é", "\udcff", "\udc80"]), max_size=8)
+
+
+@given(ARGUMENT, st.lists(ARGUMENT, max_size=3))
+def test_the_command_a_report_names_is_writable_and_says_what_was_typed(folder, overrides):
+    arguments = ["--only", "dropout", "--verify", "1", "--dir", folder or "x", "--", *overrides]
+    command = parse_args(arguments).command
+    command.encode("utf-8")  # the report is UTF-8: written after the reruns, it must not fail then
+    if not any("\udc80" <= char <= "\udcff" for argument in arguments for char in argument):
+        assert shlex.split(command) == ["python", "-m", "mlplab.chapter", *arguments]

@@ -66,7 +66,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         help="Hydra overrides for every trial, after --: a try, kept apart from the chapter")
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
-    args.command = shlex.join([*parser.prog.split(), *argv])  # as typed: what a report says made it
+    # As typed, for the report that says what made it; a byte that is not UTF-8 (a path's) as its escape.
+    args.command = shlex.join([*parser.prog.split(), *argv]).encode("utf-8", "backslashreplace").decode()
     return args
 
 
