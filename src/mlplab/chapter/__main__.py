@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shlex
 import signal
 import sys
@@ -22,6 +21,7 @@ from mlplab.chapter import __doc__ as package_doc
 from mlplab.chapter import campaign
 from mlplab.chapter.contents import TABLE_NAMES, Table, chosen_tables, sweeps_of
 from mlplab.errors import UserError
+from mlplab.tools.sweep.slots import max_slots, usable_cores
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: sweeps/, docs/, train.py
 
@@ -36,14 +36,14 @@ def positive(text: str) -> int:
     return value
 
 
-MAX_SLOTS = 4 * (os.cpu_count() or 1)  # beyond, trials of one thread each only wait for a core
+MAX_SLOTS = max_slots()  # beyond, trials of one thread each only wait for a core
 
 
 def slots(text: str) -> int:
     value = positive(text)
     if value > MAX_SLOTS:
         raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_SLOTS} trials at a time on these "
-                                         f"{os.cpu_count()} cores, e.g. {os.cpu_count()}")
+                                         f"{usable_cores()} cores, e.g. {usable_cores()}")
     return value
 
 
@@ -57,7 +57,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mode.add_argument("--verify", type=positive, metavar="K",
                       help="rerun K published cells here and check each mean against its rerun interval "
                       "(drawn round the tables, best_mlp only when --only names it)")
-    parser.add_argument("--slots", type=slots, default=os.cpu_count() or 1,
+    parser.add_argument("--slots", type=slots, default=usable_cores(),
                         help="trials (packs) at a time, one CPU thread each (default: the cores, %(default)s)")
     parser.add_argument("--dir", type=Path, help="where the runs go (default outputs/chapter)")
     parser.add_argument("--docs", type=Path, help="where the pages go (default docs/)")
