@@ -535,23 +535,70 @@ def test_verify_without_published_cells_is_one_line(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-# Folders holding none of the dropout table's runs: a mistyped --dir, an empty one, one that holds only
-# --verify's reruns, another table's sweep, or a set-aside stale sweep.
-NOT_THE_TABLES_RUNS = {"missing": None, "empty": [], "verify only": ["verify/20261202-131130/00-l2/dropout"],
-                       "another sweep": ["activations/pack-000"], "stale only": [".stale/dropout-1"]}
+# Folders holding no finished run of the dropout table: a mistyped --dir, an empty one, one that holds
+# only --verify's reruns or another table's sweep, an empty sweep folder (or a link to one), a sweep
+# stopped before any trial finished, and a hand-made record that says no cell. Entries: path -> text
+# of a file (None: a folder).
+SWEEP_FILE_TEXT = (REPO / "sweeps" / "dropout.yaml").read_text()
+NOT_THE_TABLES_RUNS = {
+    "missing": None, "empty": {}, "verify only": {"verify/20261202-131130/00-l2/dropout": None},
+    "another sweep": {"activations/pack-000": None}, "empty sweep folder": {"dropout": None},
+    "link to an empty folder": {"elsewhere": None, "dropout": "-> elsewhere"},
+    "stopped before a trial finished": {"dropout/sweep.yaml": SWEEP_FILE_TEXT,
+                                        "dropout/trial-0001/trial.json": '{"status": "interrupted"}'},
+    "a record that says no cell": {"dropout/sweep.yaml": SWEEP_FILE_TEXT,
+                                   "dropout/trial-0001/trial.json": '{"status": "running"}'},
+    "a file": "not a folder"}
 
 
-@pytest.mark.parametrize("folders", NOT_THE_TABLES_RUNS.values(), ids=NOT_THE_TABLES_RUNS.keys())
-def test_render_from_none_of_the_tables_runs_is_refused(tmp_path, capsys, folders):
+def make_tree(root: Path, tree: dict | str | None) -> None:
+    if isinstance(tree, str):
+        root.write_text(tree)
+    for name, text in (tree or {}).items() if isinstance(tree, dict) else ():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if text is None:
+            path.mkdir(exist_ok=True)
+        elif text.startswith("-> "):
+            path.symlink_to(root / text.removeprefix("-> "))
+        else:
+            path.write_text(text)
+    if tree == {}:
+        root.mkdir()
+
+
+@pytest.mark.parametrize("tree", NOT_THE_TABLES_RUNS.values(), ids=NOT_THE_TABLES_RUNS.keys())
+def test_render_from_none_of_the_tables_runs_is_refused(tmp_path, capsys, tree):
     runs, docs = tmp_path / "runs", tmp_path / "docs"
-    for folder in folders if folders is not None else ():
-        (runs / folder).mkdir(parents=True)
-    if folders == []:
-        runs.mkdir()
+    make_tree(runs, tree)
     # Refused, so that a published page is never replaced by "not measured".
     assert main(["--only", "dropout", "--render", "--dir", str(runs), "--docs", str(docs)]) == 1
     errors = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert len(errors) == 1 and errors[0].startswith("error: no runs of dropout under ") and not docs.exists()
+    assert len(errors) == 1 and errors[0].startswith("error: no finished run of dropout under ") and not docs.exists()
+
+
+def test_render_after_a_stale_set_aside_unpublishes_the_table(tmp_path, capsys):
+    # The published numbers are known to be of other code: "not measured" is the truth then.
+    runs, docs = tmp_path / "runs", tmp_path / "docs"
+    (runs / campaign.STALE_DIR / "dropout.1").mkdir(parents=True)
+    assert main(["--only", "dropout", "--render", "--dir", str(runs), "--docs", str(docs)]) == 0
+    assert "Not measured yet" in (docs / "results" / "dropout.md").read_text()
+
+
+@pytest.mark.slow
+def test_render_leaves_the_page_of_a_table_without_runs_as_it_was(chapter_try, tmp_path, capsys):
+    docs = tmp_path / "docs"
+    shutil.copytree(chapter_try.docs, docs)
+    (docs / "results" / "activations.md").write_text("the published page\n")
+    before = (docs / "results.md").read_text()
+    assert main(["--only", "dropout", "--only", "activations", "--render", "--dir", str(chapter_try.runs),
+                 "--docs", str(docs), "--", *TRY]) == 0
+    assert f"activations: no finished run under {chapter_try.runs}: its page is left as it was" \
+        in capsys.readouterr().out
+    assert (docs / "results" / "activations.md").read_text() == "the published page\n"
+    activations = re.compile(r"<!-- chapter:activations -->.*?<!-- /chapter:activations -->", re.DOTALL)
+    assert activations.search((docs / "results.md").read_text())[0] == activations.search(before)[0]
+    assert (docs / "results" / "dropout.md").read_bytes() == chapter_try.written["results/dropout.md"]
 
 
 def test_a_page_without_the_block_is_an_error(tmp_path, capsys):

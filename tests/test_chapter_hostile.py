@@ -31,8 +31,10 @@ def one_error(capsys, *expected: str) -> str:
 
 
 def some_runs(root: Path) -> Path:
-    """A chapter dir that holds a sweep dir (its contents are the case's)."""
+    """A chapter dir that holds a sweep dir (its contents are the case's) and a stale one set aside, so
+    that the table has something to say and --render goes on to write it."""
     (root / "dropout").mkdir(parents=True)
+    (root / campaign.STALE_DIR / "dropout.1").mkdir(parents=True)
     return root
 
 
@@ -187,3 +189,13 @@ def test_the_command_a_report_names_is_writable_and_says_what_was_typed(folder, 
     command.encode("utf-8")  # the report is UTF-8: written after the reruns, it must not fail then
     if not any("\udc80" <= char <= "\udcff" for argument in arguments for char in argument):
         assert shlex.split(command) == ["python", "-m", "mlplab.chapter", *arguments]
+
+
+@pytest.mark.parametrize("option", ["--dir", "--docs"])
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_a_symbolic_link_loop_given_as_a_folder_is_one_line(tmp_path, capsys, option, below):
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    others = {"--dir": ["--docs", str(tmp_path / "docs")], "--docs": ["--dir", str(some_runs(tmp_path / "runs"))]}
+    assert main(["--only", "dropout", "--render", option, str(loop / below), *others[option]]) == 1
+    one_error(capsys, "symbolic link loop", option)

@@ -11,3 +11,9 @@ class ConfigError(UserError):
 
 class SweepError(UserError):
     """The sweep file or the launcher's options cannot work; the message says what to change."""
+
+
+def printable(text: object) -> str:
+    """`text` on one line that a terminal shows as it is: a newline, a control character or a byte
+    that is not UTF-8 (a path's) appears as its escape, so the error stays one line and names it."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in str(text))

@@ -20,7 +20,7 @@ from pathlib import Path
 from mlplab.chapter import __doc__ as package_doc
 from mlplab.chapter import campaign
 from mlplab.chapter.contents import TABLE_NAMES, Table, chosen_tables, sweeps_of
-from mlplab.errors import UserError
+from mlplab.errors import UserError, printable
 from mlplab.tools.sweep.slots import max_slots, usable_cores
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: sweeps/, docs/, train.py
@@ -42,8 +42,10 @@ MAX_SLOTS = max_slots()  # beyond, trials of one thread each only wait for a cor
 def slots(text: str) -> int:
     value = positive(text)
     if value > MAX_SLOTS:
-        raise argparse.ArgumentTypeError(f"{text!r}: at most {MAX_SLOTS} trials at a time on these "
-                                         f"{usable_cores()} cores, e.g. {usable_cores()}")
+        cores = usable_cores()
+        shown = text if len(text) <= 20 else text[:17] + "..."
+        raise argparse.ArgumentTypeError(f"{shown!r}: at most {MAX_SLOTS} trials at a time on {cores} "
+                                         f"core{'' if cores == 1 else 's'}, e.g. {cores}")
     return value
 
 
@@ -52,7 +54,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--only", action="append", metavar="TABLE", choices=TABLE_NAMES,
                         help=f"one table (repeatable): {', '.join(TABLE_NAMES)}")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--render", action="store_true", help="write the docs from the runs there are; train nothing")
+    mode.add_argument("--render", action="store_true", help="write the docs from the runs there are (a table without any keeps its page); train nothing")
     mode.add_argument("--dry-run", action="store_true", help="print what would run, and what is done; run nothing")
     mode.add_argument("--verify", type=positive, metavar="K",
                       help="rerun K published cells here and check each mean against its rerun interval "
@@ -73,17 +75,25 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def chapter_dir(args: argparse.Namespace) -> Path:
     if args.dir:
-        return args.dir.resolve()
+        return resolved(args.dir, "--dir")
     if args.overrides:
-        digest = hashlib.sha1(" ".join(args.overrides).encode()).hexdigest()[:8]
+        # surrogateescape: an override with a byte that is not UTF-8 still names one folder
+        digest = hashlib.sha1(" ".join(args.overrides).encode("utf-8", "surrogateescape")).hexdigest()[:8]
         return ROOT / "outputs" / f"chapter-try-{digest}"
     return ROOT / "outputs" / "chapter"
 
 
 def docs_dir(args: argparse.Namespace, runs: Path) -> Path:
     if args.docs:
-        return args.docs.resolve()
+        return resolved(args.docs, "--docs")
     return runs / "docs" if args.overrides else ROOT / "docs"
+
+
+def resolved(path: Path, option: str) -> Path:
+    try:
+        return path.resolve()
+    except RuntimeError:  # what resolve() raises on a symbolic link that leads back to itself
+        raise UserError(f"{option} {path}: a symbolic link loop, not a folder; give a folder") from None
 
 
 def run(args: argparse.Namespace, runs: Path, overrides: list[str]) -> list[str]:
@@ -109,12 +119,26 @@ def run(args: argparse.Namespace, runs: Path, overrides: list[str]) -> list[str]
     return unfinished
 
 
-def check_has_runs(runs: Path, tables: list[Table]) -> None:
-    """A page written from none of its sweeps would replace the published one with 'not measured'
-    (a folder holding only --verify's reruns, or another command's runs, is not the chapter's)."""
-    if not any((runs / stem).is_dir() for stem in sweeps_of(tables)):
-        raise UserError(f"no runs of {', '.join(sweeps_of(tables))} under {runs}: check --dir (the chapter's runs "
-                        "are in outputs/chapter, a try's in outputs/chapter-try-<hash>), or run the chapter first")
+def tables_to_write(runs: Path, tables: list[Table], smoke: bool) -> list[Table]:
+    """The tables with something to say: a finished run of theirs, or runs set aside as stale (so the
+    published numbers are known to be of other code). A table with neither keeps its page as it is:
+    a folder that never held its runs (a mistyped --dir, --verify's reruns, a sweep stopped before any
+    trial finished) says nothing against the published numbers."""
+    from mlplab.chapter.cells import finished, source_runs
+
+    def has_something(table: Table) -> bool:
+        set_aside = any(next((runs / campaign.STALE_DIR).glob(f"{stem}.*"), None) for stem in table.sweeps)
+        return set_aside or not finished(source_runs(table, runs, smoke), table).empty
+
+    chosen = [table for table in tables if has_something(table)]
+    if not chosen:
+        raise UserError(f"no finished run of {', '.join(sweeps_of(tables))} under {runs}: check --dir (the "
+                        "chapter's runs are in outputs/chapter, a try's in outputs/chapter-try-<hash>), or run "
+                        "the chapter first; no page was written")
+    for table in tables:
+        if table not in chosen:
+            print(f"{table.name}: no finished run under {runs}: its page is left as it was", flush=True)
+    return chosen
 
 
 def dry_run(args: argparse.Namespace, runs: Path, overrides: list[str]) -> None:
@@ -150,8 +174,7 @@ def chapter(args: argparse.Namespace, runs: Path) -> int:
     docs = docs_dir(args, runs)
     check_page(docs, chosen_tables(args.only))  # before hours of training, not after
     unfinished = [] if args.render else run(args, runs, overrides)
-    check_has_runs(runs, chosen_tables(args.only))
-    for line in write_pages(runs, docs, chosen_tables(args.only), overrides):
+    for line in write_pages(runs, docs, tables_to_write(runs, chosen_tables(args.only), bool(overrides)), overrides):
         print(line)
     if unfinished:
         raise UserError(f"{', '.join(unfinished)}: not every trial finished (see each sweep's line above; "
@@ -161,15 +184,15 @@ def chapter(args: argparse.Namespace, runs: Path) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    runs = chapter_dir(args)
     try:
+        runs = chapter_dir(args)
         return chapter(args, runs)
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(error)}", file=sys.stderr)
         return 1
     except OSError as error:  # a folder or file of --dir / --docs that cannot be read or written
-        where = f": {error.filename}" if error.filename else ""
-        print(f"error: {error.strerror or error}{where}: check that --dir and --docs are writable folders",
+        where = f": {printable(error.filename)}" if error.filename else ""
+        print(f"error: {printable(error.strerror or error)}{where}: check that --dir and --docs are writable folders",
               file=sys.stderr)
         return 1
     except (campaign.Stopped, KeyboardInterrupt) as stop:

@@ -125,8 +125,10 @@ def finished(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
         return frame.iloc[0:0]
     done = frame[frame["status"] == FINISHED]
     needed = [TEST] + ([table.ranking] if table.ranking != TEST else [])
-    if not set(needed) <= set(done):
+    # A run whose record does not say which cell it is (no overrides in its trial.json) is in none.
+    if not set(needed + cell_keys(table)) <= set(done):
         return done.iloc[0:0]
+    done = done[done[cell_keys(table)].notna().all(axis=1)]
     # An accuracy that is missing, NaN or outside [0, 1] is no result: the run counts as unfinished.
     scores = done[needed].apply(pd.to_numeric, errors="coerce")
     return done[scores.notna().all(axis=1) & ((scores >= 0) & (scores <= 1)).all(axis=1)]

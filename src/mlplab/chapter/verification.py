@@ -43,7 +43,8 @@ def drawn(entries: list[dict[str, Any]], count: int, seed: int) -> list[dict[str
     generator.shuffle(queues)
     chosen: list[dict[str, Any]] = []
     runs_of_chosen: set[tuple] = set()
-    while len(chosen) < count and any(queues):
+    while len(chosen) < count and queues:
+        queues = [queue for queue in queues if queue]  # each round only over tables with cells left
         for queue in queues:
             while queue and len(chosen) < count:
                 entry = queue.pop()
@@ -57,7 +58,7 @@ def drawn(entries: list[dict[str, Any]], count: int, seed: int) -> list[dict[str
 def same_runs(entry: dict[str, Any]) -> tuple:
     """What decides a cell's runs: its sweep, its overrides but the seeds, and the seeds."""
     overrides = sorted(text for text in entry["overrides"] if not text.startswith("seed="))
-    return entry["sweep"], tuple(overrides), tuple(entry["seeds"])
+    return entry["sweep"], tuple(overrides), tuple(sorted(entry["seeds"]))
 
 
 def cell_name(entry: dict[str, Any]) -> str:

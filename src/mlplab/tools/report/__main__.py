@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlplab.errors import UserError
+from mlplab.errors import UserError, printable
 from mlplab.tools.report import __doc__ as package_doc
 from mlplab.tools.report import MAX_POINTS, Written, write_report
 from mlplab.tools.report.watch import watch
@@ -91,11 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("stopped watching: the page is the last one written, whole", file=sys.stderr)
         return status
     except UserError as error:
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {printable(error)}", file=sys.stderr)
         return 1
     except OSError as error:  # a folder under DIR or --out that cannot be read or written
-        where = f": {error.filename}" if error.filename else ""
-        print(f"error: {error.strerror or error}{where}: check that DIR is readable and --out writable",
+        where = f": {printable(error.filename)}" if error.filename else ""
+        print(f"error: {printable(error.strerror or error)}{where}: check that DIR is readable and --out writable",
               file=sys.stderr)
         return 1
 
