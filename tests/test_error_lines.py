@@ -1,4 +1,4 @@
-"""The tools' error line stays one line a terminal shows as it is, whatever a path holds: a newline, an
+"""The chapter's and the report's error line stays one line a terminal shows as it is, whatever a path holds: a newline, an
 escape sequence, a byte that is not UTF-8 (passed on by Python as a lone surrogate)."""
 
 from __future__ import annotations
@@ -10,13 +10,11 @@ from hypothesis import strategies as st
 from mlplab.chapter.__main__ import main as chapter
 from mlplab.errors import printable
 from mlplab.tools.report.__main__ import main as report
-from mlplab.tools.sweep.__main__ import main as sweep
 
 HOSTILE = ["new\nline", "carriage\rreturn", "tab\there", "\x1b[31mred", "line\u2028separator", "not-utf8-\udcff",
            "nul-ish-\x7f", "plain é and ☃"]
 COMMANDS = {
     "report DIR": lambda path: report([f"/tmp/missing-{path}"]),
-    "sweep file": lambda path: sweep([f"/tmp/missing-{path}.yaml", "--offline", "--dry-run"]),
     "chapter --dir": lambda path: chapter(["--render", "--only", "dropout", "--dir", f"/tmp/missing-{path}"]),
     "chapter --docs": lambda path: chapter(["--render", "--only", "dropout", "--docs", f"/tmp/missing-{path}/x",
                                             "--dir", f"/tmp/missing-{path}"]),

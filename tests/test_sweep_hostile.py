@@ -501,19 +501,3 @@ def test_a_sweep_may_not_set_hydra_as_a_whole(tmp_path, capsys):
                  str(REPO), "++hydra={callbacks:{evil:{_target_:logging.FileHandler,filename:/tmp/x}}}"])
     assert code == 2 and "hydra" in one_error_line(capsys.readouterr())
 
-
-# More processes than the cores can serve: each only waits for a core and takes memory, so refused.
-TOO_MANY_SLOTS = {"--agents": lambda most: ["--agents", str(most + 1)],
-                  "--agents huge": lambda most: ["--agents", str(10**9)],
-                  "--agents-per-gpu": lambda most: ["--gpus", "0,1", "--agents-per-gpu", str(most // 2 + 1)]}
-
-
-@pytest.mark.parametrize("options", TOO_MANY_SLOTS.values(), ids=TOO_MANY_SLOTS.keys())
-def test_more_slots_than_the_cores_can_serve_are_refused_before_anything_runs(program_root, tmp_path, capsys,
-                                                                               monkeypatch, options):
-    monkeypatch.setattr(slots, "visible_gpu_count", lambda: 2)
-    sweep_dir = tmp_path / "sweep"
-    assert launch(sweep_file(tmp_path, ["finish"]), sweep_dir, program_root, *options(slots.max_slots())) == 2
-    assert f"at most {slots.max_slots()}" in one_error_line(capsys.readouterr())
-    assert not sweep_dir.exists()
-    assert len(slots.make_slots(None, None, slots.max_slots())) == slots.max_slots()  # the bound itself is allowed

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import shlex
 import signal
 import sys
@@ -21,7 +22,6 @@ from mlplab.chapter import __doc__ as package_doc
 from mlplab.chapter import campaign
 from mlplab.chapter.contents import TABLE_NAMES, Table, chosen_tables, sweeps_of
 from mlplab.errors import UserError, printable
-from mlplab.tools.sweep.slots import max_slots, usable_cores
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: sweeps/, docs/, train.py
 
@@ -36,16 +36,16 @@ def positive(text: str) -> int:
     return value
 
 
-MAX_SLOTS = max_slots()  # beyond, trials of one thread each only wait for a core
+CORES = os.cpu_count() or 1
+MAX_SLOTS = 4 * CORES  # beyond, trials of one thread each only wait for a core
 
 
 def slots(text: str) -> int:
     value = positive(text)
     if value > MAX_SLOTS:
-        cores = usable_cores()
         shown = text if len(text) <= 20 else text[:17] + "..."
-        raise argparse.ArgumentTypeError(f"{shown!r}: at most {MAX_SLOTS} trials at a time on {cores} "
-                                         f"core{'' if cores == 1 else 's'}, e.g. {cores}")
+        raise argparse.ArgumentTypeError(f"{shown!r}: at most {MAX_SLOTS} trials at a time on {CORES} "
+                                         f"core{'' if CORES == 1 else 's'}, e.g. {CORES}")
     return value
 
 
@@ -59,7 +59,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     mode.add_argument("--verify", type=positive, metavar="K",
                       help="rerun K published cells here and check each mean against its rerun interval "
                       "(drawn round the tables, best_mlp only when --only names it)")
-    parser.add_argument("--slots", type=slots, default=usable_cores(),
+    parser.add_argument("--slots", type=slots, default=CORES,
                         help="trials (packs) at a time, one CPU thread each (default: the cores, %(default)s)")
     parser.add_argument("--dir", type=Path, help="where the runs go (default outputs/chapter)")
     parser.add_argument("--docs", type=Path, help="where the pages go (default docs/)")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mlplab.run import records as runfiles
-from mlplab.errors import SweepError, UserError, printable
+from mlplab.errors import UserError
 from mlplab.tools.sweep.composition import check_trials_compose
 from mlplab.tools.sweep.offline import run_offline
 from mlplab.tools.sweep.online import offline_reason, run_online
@@ -30,6 +30,7 @@ from mlplab.tools.sweep.methods import SearchMethod, method_of
 from mlplab.tools.sweep.packing import Packer, packing_off
 from mlplab.tools.sweep.paths import check_sweep_dir, make_run_root
 from mlplab.tools.sweep.slots import make_slots
+from mlplab.errors import SweepError
 from mlplab.tools.sweep.spec import load_sweep
 from mlplab.tools.sweep.trial_commands import Trial, default_sweep_dir, program_arguments, resolve_program_root
 from mlplab.tools.sweep.steering import identity, saved_copy, steer
@@ -205,11 +206,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except UserError as error:
-        print(f"error: {printable(error)}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a folder or file the launcher needs cannot be read or written
-        where = f": {printable(error.filename)}" if error.filename else ""
-        print(f"error: {printable(error.strerror or error)}{where}: check that the path exists and is writable, "
+        where = f": {error.filename}" if error.filename else ""
+        print(f"error: {error.strerror or error}{where}: check that the path exists and is writable, "
               "and that its disk has room", file=sys.stderr)
         return 2
 

@@ -65,8 +65,7 @@ def make_slots(gpus: str | None, agents_per_gpu: int | None, agents: int | None,
     if gpus is None:
         if agents_per_gpu is not None:
             raise SweepError("--agents-per-gpu needs --gpus, e.g. --gpus 0,1 --agents-per-gpu 2")
-        count = within_the_cores(1 if agents is None else agents, "--agents smaller")
-        return [Slot(index) for index in range(count)]
+        return [Slot(index) for index in range(1 if agents is None else agents)]
     ids = [device.strip() for device in gpus.split(",")]
     if not all(device.isdigit() and device.isascii() for device in ids) or len(set(map(int, ids))) != len(ids):
         raise SweepError(f"--gpus={gpus!r} is not allowed: distinct GPU indices separated by commas, e.g. "
@@ -80,22 +79,7 @@ def make_slots(gpus: str | None, agents_per_gpu: int | None, agents: int | None,
                          "pass indices of those, or --agents N to run without pinning")
     per_gpu = 1 if agents_per_gpu is None else agents_per_gpu
     devices = [visible[int(device)] for device in ids]
-    within_the_cores(per_gpu * len(devices), "fewer --gpus or a smaller --agents-per-gpu")
     return [Slot(index, device) for index, device in enumerate(device for _ in range(per_gpu) for device in devices)]
-
-
-def max_slots() -> int:
-    """Processes at a time worth starting: beyond this, each only waits for a core (and memory)."""
-    return 4 * usable_cores()
-
-
-def within_the_cores(count: int, remedy: str) -> int:
-    """`count` slots, refused before any is made where there are more than the cores can serve."""
-    if count > max_slots():
-        cores = usable_cores()
-        raise SweepError(f"{count} slots would start {count} processes at once on {cores} "
-                         f"core{'' if cores == 1 else 's'}; at most {max_slots()}: {remedy}")
-    return count
 
 
 def usable_cores() -> int:
