@@ -581,8 +581,14 @@ def test_render_after_a_stale_set_aside_unpublishes_the_table(tmp_path, capsys):
     # The published numbers are known to be of other code: "not measured" is the truth then.
     runs, docs = tmp_path / "runs", tmp_path / "docs"
     (runs / campaign.STALE_DIR / "dropout.1").mkdir(parents=True)
+    shutil.copytree(REPO / "docs", docs)
+    before = (docs / "results.md").read_text()
     assert main(["--only", "dropout", "--render", "--dir", str(runs), "--docs", str(docs)]) == 0
     assert "Not measured yet" in (docs / "results" / "dropout.md").read_text()
+    # The page still holds the other tables' published blocks, so the block on how they were made stays.
+    after = (docs / "results.md").read_text()
+    assert block_of(after, "chapter") == block_of(before, "chapter") and "Wall time" in block_of(after, "chapter")
+    assert block_of(after, "norms") == block_of(before, "norms") and block_of(after, "dropout") != block_of(before, "dropout")
 
 
 @pytest.mark.slow

@@ -10,13 +10,15 @@ import signal
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from helpers import REPO, run_script, start_script
-from mlplab.chapter import campaign
+from mlplab.chapter import campaign, cells, contents
 from mlplab.chapter.__main__ import MAX_SLOTS, main, parse_args
+from mlplab.errors import UserError
 
 TEMPLATE = REPO / "docs" / "results.md"
 TINY = ["trainer.max_epochs=1", "+trainer.limit_train_batches=5", "seed=1,2"]
@@ -42,6 +44,10 @@ def some_runs(root: Path) -> Path:
     b"{not json", b"\xff\xfe\x00garbage", b"[1, 2, 3]", b'{"table": "dropout"}', b'[{"table": "dropout"}]',
     b'[{"table": "dropout", "cell": {}, "sweep": "dropout", "overrides": [], "seeds": [1], "test_by_seed": [0.9], '
     b'"test_mean": "high", "rerun_low": 0.8, "rerun_high": 1.0}]',
+    b'[{"table": "x", "cell": {}, "sweep": "s", "overrides": [], "seeds": [], "test_by_seed": [], '
+    b'"test_mean": NaN, "rerun_low": null, "rerun_high": null}]',
+    b'[{"table": "x", "cell": {}, "sweep": "s", "overrides": [], "seeds": [], "test_by_seed": [], '
+    b'"test_mean": true, "rerun_low": null, "rerun_high": null}]',
 ])
 @pytest.mark.parametrize("mode", [["--verify", "1"], ["--render"]])
 def test_a_broken_cells_json_is_one_line_naming_it(tmp_path, capsys, content, mode):
@@ -199,3 +205,47 @@ def test_a_symbolic_link_loop_given_as_a_folder_is_one_line(tmp_path, capsys, op
     others = {"--dir": ["--docs", str(tmp_path / "docs")], "--docs": ["--dir", str(some_runs(tmp_path / "runs"))]}
     assert main(["--only", "dropout", "--render", option, str(loop / below), *others[option]]) == 1
     one_error(capsys, "symbolic link loop", option)
+
+
+def test_a_narrowed_sweep_s_one_valued_list_is_one_value_per_run(tmp_path):
+    # A depth sweep narrowed to one width (as --verify runs it): the list is every run's value, not spread.
+    (tmp_path / "sweep.yaml").write_text("parameters:\n  model.hidden_sizes:\n    values: [[100, 100, 100, 100]]\n"
+                                         "  activation:\n    values: [sigmoid]\n")
+    frame = cells.with_fixed_parameters(pd.DataFrame({"seed": range(10)}), tmp_path)
+    assert list(frame["model.hidden_sizes"]) == [[100, 100, 100, 100]] * 10 and set(frame["activation"]) == {"sigmoid"}
+    assert list(contents.hidden_layers(frame)["layers"]) == [4] * 10
+
+
+def test_a_run_whose_value_its_sweep_never_swept_is_one_line(tmp_path):
+    (tmp_path / "dropout").mkdir()
+    (tmp_path / "dropout" / "sweep.yaml").write_text("parameters:\n  dropout:\n    values: [none, p01]\n")
+    group = pd.DataFrame({"sweep": ["dropout"], "dropout": ["p99"], "seed": [1]})
+    with pytest.raises(UserError, match=r"dropout=p99, which its sweep.yaml does not sweep"):
+        cells.rerun_overrides(group, tmp_path)
+
+
+@pytest.mark.parametrize("value", [True, False, "0.978", None, float("nan"), 1.5, -0.1, [0.97]])
+def test_an_accuracy_that_is_no_number_in_range_is_no_result(value):
+    table = contents.TABLES[[table.name for table in contents.TABLES].index("dropout")]
+    frame = pd.DataFrame({"status": ["finished", "finished"], "dropout": ["none", "none"],
+                          contents.TEST: [value, 0.97], contents.VALIDATION: [0.97, 0.97]})
+    assert list(cells.finished(frame, table)[contents.TEST]) == [0.97]
+
+
+SET_ASIDE = {"dropout.1/": True, "dropout.12/": True, "dropout.1": False, "dropout.x/": False, "dropout./": False,
+             "dropout/": False, "dropoutX.1/": False, "dropout.1.2/": False, "-> dropout.1": False}
+
+
+def test_only_folders_set_aside_stale_count_as_set_aside(tmp_path):
+    for name, counts in SET_ASIDE.items():
+        runs = tmp_path / f"case{len(list(tmp_path.iterdir()))}"
+        folder = runs / campaign.STALE_DIR
+        folder.mkdir(parents=True)
+        if name.startswith("-> "):
+            (folder / "real").mkdir()
+            (folder / "dropout.1").symlink_to(folder / "real")
+        elif name.endswith("/"):
+            (folder / name.rstrip("/")).mkdir()
+        else:
+            (folder / name).write_text("x")
+        assert bool(campaign.set_aside(runs, "dropout")) == counts, name

@@ -210,6 +210,31 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert main([str(tmp_path)]) == 0 and (tmp_path / "report.html").is_file() and (tmp_path / "report.md").is_file()
 
 
+def test_out_through_a_link_writes_its_target_and_a_folder_pipe_or_loop_is_one_line(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    fake_run(runs / "a", ["seed=1"], metrics={"test_acc": 0.9})
+    target, link = tmp_path / "target.html", tmp_path / "link.html"
+    target.write_text("old")
+    link.symlink_to(target)
+    assert main([str(runs), "--out", str(link)]) == 0
+    assert link.is_symlink() and "<html" in target.read_text()  # the link stays, the page is its target
+    os.mkfifo(tmp_path / "pipe")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    refused = {"a folder": (["--out", str(tmp_path)], "not a regular file"),
+               "a pipe": (["--out", str(tmp_path / "pipe")], "not a regular file"),
+               "a loop as --out": (["--out", str(tmp_path / "loop")], "symbolic link loop"),
+               "under a loop": (["--out", str(tmp_path / "loop" / "x.html")], "symbolic link loop")}
+    for name, (options, message) in refused.items():
+        assert main([str(runs), *options]) == 1, name
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith("error: ") and message in line, name
+    for below in ("", "x"):
+        assert main([str(tmp_path / "loop" / below)]) == 1
+        (line,) = capsys.readouterr().err.splitlines()
+        assert line.startswith("error: DIR ") and "symbolic link loop" in line
+    assert (tmp_path / "pipe").is_fifo()
+
+
 # ---------------------------------------------------------------------------------------------
 # Real runs: slow
 

@@ -127,7 +127,7 @@ def tables_to_write(runs: Path, tables: list[Table], smoke: bool) -> list[Table]
     from mlplab.chapter.cells import finished, source_runs
 
     def has_something(table: Table) -> bool:
-        set_aside = any(next((runs / campaign.STALE_DIR).glob(f"{stem}.*"), None) for stem in table.sweeps)
+        set_aside = any(campaign.set_aside(runs, stem) for stem in table.sweeps)
         return set_aside or not finished(source_runs(table, runs, smoke), table).empty
 
     chosen = [table for table in tables if has_something(table)]
@@ -137,7 +137,7 @@ def tables_to_write(runs: Path, tables: list[Table], smoke: bool) -> list[Table]
                         "the chapter first; no page was written")
     for table in tables:
         if table not in chosen:
-            print(f"{table.name}: no finished run under {runs}: its page is left as it was", flush=True)
+            print(f"{table.name}: no finished run under {printable(runs)}: its page is left as it was", flush=True)
     return chosen
 
 

@@ -44,3 +44,8 @@ def replace_blocks(text: str, generated: dict[str, str], page: Path) -> str:
         pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.DOTALL)
         text = pattern.sub(lambda _: f"{begin}\n{content.strip()}\n{end}", text, count=1)
     return text
+
+
+def filled(text: str) -> set[str]:
+    """The names of the page's blocks that hold something."""
+    return {match.group(2) for match in BLOCK.finditer(text) if match.group(0) != emptied(match.group(0))}

@@ -288,6 +288,15 @@ def staleness(sweep: Sweep, chapter_dir: Path, head: str) -> str | None:
     return None
 
 
+def set_aside(chapter_dir: Path, stem: str) -> list[Path]:
+    """The sweep's runs set aside as stale: the folders set_aside_stale makes, <stem>.<number>."""
+    folder = chapter_dir / STALE_DIR
+    if not folder.is_dir():
+        return []
+    return [path for path in folder.glob(f"{stem}.*") if path.suffix[1:].isdecimal() and path.stem == stem
+            and path.is_dir() and not path.is_symlink()]
+
+
 def set_aside_stale(sweep: Sweep, chapter_dir: Path, reason: str) -> Path:
     target_dir = chapter_dir / STALE_DIR
     target_dir.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ comparison of two cells on the same images.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -95,7 +96,8 @@ def with_fixed_parameters(frame: pd.DataFrame, sweep_dir: Path) -> pd.DataFrame:
     """The sweep's one-valued parameters as columns too (the report shows only what varies)."""
     fixed = {key: values[0] for key, values in read_parameters(sweep_dir / SWEEP_FILE).items()
              if len(values) == 1 and key not in frame}
-    return frame.assign(**fixed) if not frame.empty else frame
+    # One value for every row, even a list (a narrowed depth sweep's widths), which assign() would spread
+    return frame.assign(**{key: [value] * len(frame) for key, value in fixed.items()}) if not frame.empty else frame
 
 
 def source_runs(table: Table, runs_dir: Path, smoke: bool) -> pd.DataFrame:
@@ -130,7 +132,10 @@ def finished(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
         return done.iloc[0:0]
     done = done[done[cell_keys(table)].notna().all(axis=1)]
     # An accuracy that is missing, NaN or outside [0, 1] is no result: the run counts as unfinished.
-    scores = done[needed].apply(pd.to_numeric, errors="coerce")
+    # true/false or text in a record's accuracy is no number (to_numeric would read true as 1.0)
+    scores = done[needed].apply(lambda column: pd.to_numeric(
+        column.map(lambda value: value if isinstance(value, numbers.Real) and not isinstance(value, bool)
+                   else None), errors="coerce"))
     return done[scores.notna().all(axis=1) & ((scores >= 0) & (scores <= 1)).all(axis=1)]
 
 
@@ -180,7 +185,11 @@ def rerun_overrides(group: pd.DataFrame, runs_dir: Path) -> tuple[str, list[str]
     for key, values in sweep_parameters(runs_dir, first["sweep"]).items():
         if key == "seed" or len(values) < 2:
             continue
-        overrides.append(f"{key}={next(value for value in values if same_text(value, first[key]))}")
+        value = next((value for value in values if same_text(value, first.get(key))), None)
+        if value is None:  # a run whose value its sweep never swept: not a cell anyone can rerun
+            raise UserError(f"{runs_dir / first['sweep']}: a run has {key}={first.get(key)}, which its "
+                            f"{SWEEP_FILE} does not sweep ({values}): set that run's folder aside, or rerun the sweep")
+        overrides.append(f"{key}={value}")
     return str(first["sweep"]), overrides
 
 

@@ -278,7 +278,9 @@ def write_pages(runs_dir: Path, docs: Path, tables: list[Table], overrides: list
     smoke = bool(overrides)
     results = start_page(docs)
     check_page(docs, tables)
-    generated = {"chapter": chapter_block(runs_dir, tables)}
+    # The block says how the page's tables were made: left as it is while the page holds tables of other runs.
+    others = {t.name for t in TABLES} - {t.name for t in tables}
+    generated = {} if others & blocks.filled(page_text(results)) else {"chapter": chapter_block(runs_dir, tables)}
     if UNITS_TABLE in {table.name for table in tables}:
         generated["units"] = units_block(runs_dir, smoke)
     cells_path = docs / PAGES_DIR / CELLS_FILE
@@ -308,18 +310,23 @@ def write_pages(runs_dir: Path, docs: Path, tables: list[Table], overrides: list
 PUBLISHED_KEYS = {"table": str, "cell": dict, "sweep": str, "overrides": list, "seeds": list, "test_by_seed": list}
 
 
+def no_constant(name: str) -> None:
+    raise ValueError(f"{name} is no published number")
+
+
 def read_published(path: Path) -> list[dict[str, Any]]:
     """docs/results/cells.json's entries, each checked for what --verify and the pages read."""
     if not path.is_file():
         return []
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(), parse_constant=no_constant)
     except (UnicodeDecodeError, ValueError) as error:
         raise UserError(f"{path} is not valid JSON ({error}): write it again with python -m mlplab.chapter "
                         "--render (or restore it from git)") from None
     good = isinstance(entries, list) and all(
         isinstance(entry, dict) and all(isinstance(entry.get(key), kind) for key, kind in PUBLISHED_KEYS.items())
-        and all(isinstance(entry.get(key), (int, float, type(None))) for key in ("test_mean", "rerun_low", "rerun_high"))
+        and all(isinstance(entry.get(key), (int, float, type(None))) and not isinstance(entry.get(key), bool)
+                for key in ("test_mean", "rerun_low", "rerun_high"))
         for entry in entries)
     if not good:
         raise UserError(f"{path} does not hold the chapter's cells (a list of entries with "

@@ -64,9 +64,26 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def resolved(path: Path, what: str) -> Path:
+    try:
+        return path.resolve()
+    except RuntimeError:  # what resolve() raises on a symbolic link that leads back to itself
+        raise UserError(f"{what} {path}: a symbolic link loop, not a folder or file; give a real one") from None
+
+
+def output_file(out: Path) -> Path:
+    """Where the page goes: through a link to its target (the page replaces the file, never the link),
+    and never over a folder or a device (the page is written beside and renamed into place)."""
+    target = resolved(out, "--out")
+    if target.exists() and not target.is_file():
+        raise UserError(f"--out {out}: {target} is not a regular file (a folder, a device or a pipe): give a "
+                        "file path, e.g. --out report.html")
+    return target
+
+
 def report_once(args: argparse.Namespace) -> Written:
-    roots = [path.resolve() for path in args.dirs]
-    out = args.out or (roots[0] / "report.html" if len(roots) == 1 else Path("report.html").resolve())
+    roots = [resolved(path, "DIR") for path in args.dirs]
+    out = output_file(args.out or (roots[0] / "report.html" if len(roots) == 1 else Path("report.html")))
     return write_report(roots, out, args.metric, args.minimize, args.smoke,
                         refresh=args.every if args.watch else None, max_points=args.points)
 
