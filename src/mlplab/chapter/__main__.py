@@ -21,7 +21,7 @@ from pathlib import Path
 from mlplab.chapter import __doc__ as package_doc
 from mlplab.chapter import campaign
 from mlplab.chapter.contents import TABLE_NAMES, Table, chosen_tables, sweeps_of
-from mlplab.errors import UserError, printable
+from mlplab.errors import UserError, printable, resolved
 
 ROOT = Path(__file__).resolve().parents[3]  # the checkout: sweeps/, docs/, train.py
 
@@ -87,13 +87,6 @@ def docs_dir(args: argparse.Namespace, runs: Path) -> Path:
     if args.docs:
         return resolved(args.docs, "--docs")
     return runs / "docs" if args.overrides else ROOT / "docs"
-
-
-def resolved(path: Path, option: str) -> Path:
-    try:
-        return path.resolve()
-    except RuntimeError:  # what resolve() raises on a symbolic link that leads back to itself
-        raise UserError(f"{option} {path}: a symbolic link loop, not a folder; give a folder") from None
 
 
 def run(args: argparse.Namespace, runs: Path, overrides: list[str]) -> list[str]:

@@ -121,6 +121,11 @@ def source_runs(table: Table, runs_dir: Path, smoke: bool) -> pd.DataFrame:
     return frame
 
 
+def number_or_none(value: Any) -> Any:
+    """A record's accuracy if it is a number; true/false or text is none (to_numeric reads true as 1.0)."""
+    return value if isinstance(value, numbers.Real) and not isinstance(value, bool) else None
+
+
 def finished(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
     """Finished runs that hold the table's metrics."""
     if frame.empty or "status" not in frame:
@@ -132,10 +137,7 @@ def finished(frame: pd.DataFrame, table: Table) -> pd.DataFrame:
         return done.iloc[0:0]
     done = done[done[cell_keys(table)].notna().all(axis=1)]
     # An accuracy that is missing, NaN or outside [0, 1] is no result: the run counts as unfinished.
-    # true/false or text in a record's accuracy is no number (to_numeric would read true as 1.0)
-    scores = done[needed].apply(lambda column: pd.to_numeric(
-        column.map(lambda value: value if isinstance(value, numbers.Real) and not isinstance(value, bool)
-                   else None), errors="coerce"))
+    scores = done[needed].apply(lambda column: pd.to_numeric(column.map(number_or_none), errors="coerce"))
     return done[scores.notna().all(axis=1) & ((scores >= 0) & (scores <= 1)).all(axis=1)]
 
 

@@ -48,8 +48,8 @@ def drawn(entries: list[dict[str, Any]], count: int, seed: int) -> list[dict[str
         for queue in queues:
             while queue and len(chosen) < count:
                 entry = queue.pop()
-                if same_runs(entry) not in runs_of_chosen:
-                    runs_of_chosen.add(same_runs(entry))
+                if (runs := same_runs(entry)) not in runs_of_chosen:
+                    runs_of_chosen.add(runs)
                     chosen.append(entry)
                     break
     return chosen

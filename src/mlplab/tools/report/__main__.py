@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mlplab.errors import UserError, printable
+from mlplab.errors import UserError, printable, resolved
 from mlplab.tools.report import __doc__ as package_doc
 from mlplab.tools.report import MAX_POINTS, Written, write_report
 from mlplab.tools.report.watch import watch
@@ -62,13 +62,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                             "and seconds)")
     order.add_argument("--higher-is-better", dest="minimize", action="store_false", default=None)
     return parser.parse_args(argv)
-
-
-def resolved(path: Path, what: str) -> Path:
-    try:
-        return path.resolve()
-    except RuntimeError:  # what resolve() raises on a symbolic link that leads back to itself
-        raise UserError(f"{what} {path}: a symbolic link loop, not a folder or file; give a real one") from None
 
 
 def output_file(out: Path) -> Path:
